@@ -1,0 +1,75 @@
+/**
+ * Backends. tfjs-core alone registers no gradients in Node: its gradient
+ * definitions ship only as extensionless ES modules that Node cannot load.
+ * The `@tensorflow/tfjs` bundle carries them and registers them into tfjs's
+ * process-wide registry (shared by every copy of tfjs-core), so importing it
+ * once here is what makes `tf.grad` work for every op, ours and the user's.
+ *
+ * @module
+ */
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { BackendError } from './errors.js';
+
+/**
+ * Where tensors live and ops run: `'wasm'` (default: XNNPACK, SIMD,
+ * single-threaded in Node), `'cpu'` (pure JavaScript, the reference), or
+ * `'tensorflow'` (native TensorFlow through `@tensorflow/tfjs-node-gpu` or
+ * `@tensorflow/tfjs-node`, when installed).
+ * @category Backends
+ */
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+
+/** The message given when no native package is installed; exported for the test that pins it. */
+export const NATIVE_MISSING =
+  "initBackend('tensorflow'): neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed. " +
+  'Install one at version 4.22.0 (the same version as every other @tensorflow package here): ' +
+  '`npm install @tensorflow/tfjs-node-gpu@4.22.0` for CUDA (it needs CUDA 11.2 and cuDNN 8.1 on the machine) ' +
+  'or `npm install @tensorflow/tfjs-node@4.22.0` for the CPU build. Both download libtensorflow at install time, ' +
+  "so they need internet access; without it use 'wasm' or 'cpu'.";
+
+/** Imports the first native package that resolves; the specifiers are variables so neither is needed to build. */
+async function loadNative(candidates: readonly string[]): Promise<string> {
+  for (const name of candidates) {
+    try {
+      await import(name);
+      return name;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') {
+        throw new BackendError(`initBackend('tensorflow'): ${name} is installed but failed to load: ${(e as Error).message}`);
+      }
+    }
+  }
+  throw new BackendError(NATIVE_MISSING);
+}
+
+/**
+ * Selects and initialises a backend; returns its tfjs name. Call it once
+ * before creating tensors (tensors made on another backend are moved).
+ *
+ * @param name - `'wasm'` by default.
+ * @param nativePackages - which packages `'tensorflow'` tries, in order.
+ * @example
+ * ```ts
+ * import { initBackend } from 'sparsetune';
+ * await initBackend();          // wasm
+ * await initBackend('cpu');     // reference backend
+ * ```
+ * @category Backends
+ */
+export async function initBackend(
+  name: BackendName = 'wasm',
+  nativePackages: readonly string[] = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'],
+): Promise<string> {
+  if (name !== 'wasm' && name !== 'cpu' && name !== 'tensorflow') {
+    throw new BackendError(`initBackend: unknown backend '${String(name)}'; expected 'wasm', 'cpu' or 'tensorflow'`);
+  }
+  if (name === 'tensorflow') await loadNative(nativePackages);
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new BackendError(`initBackend: backend '${name}' failed to initialise`);
+  await tf.ready();
+  return tf.getBackend();
+}

@@ -1,0 +1,54 @@
+/**
+ * Typed errors. Every message says what was expected, what was found and,
+ * where it helps, what to do about it.
+ *
+ * @module
+ */
+
+/**
+ * Base class of every error sparsetune throws on purpose.
+ * @category Errors
+ */
+export class SparsetuneError extends Error {
+  override readonly name: string = 'SparsetuneError';
+}
+
+/**
+ * A tensor's shape does not match what an op declared.
+ * @category Errors
+ */
+export class ShapeError extends SparsetuneError {
+  override readonly name = 'ShapeError';
+}
+
+/**
+ * A parameter tree does not match its spec (missing or extra paths, wrong shapes, bad paths).
+ * @category Errors
+ */
+export class SpecError extends SparsetuneError {
+  override readonly name = 'SpecError';
+}
+
+/**
+ * A selection budget is out of range (negative, a fraction outside [0, 1], more than exists).
+ * @category Errors
+ */
+export class BudgetError extends SparsetuneError {
+  override readonly name = 'BudgetError';
+}
+
+/**
+ * A mask is used with a spec it was not built for, or is malformed.
+ * @category Errors
+ */
+export class MaskError extends SparsetuneError {
+  override readonly name = 'MaskError';
+}
+
+/**
+ * A backend cannot be loaded or initialised.
+ * @category Errors
+ */
+export class BackendError extends SparsetuneError {
+  override readonly name = 'BackendError';
+}

@@ -1,0 +1,14 @@
+/**
+ * The core: typed-shape tensors and ops, parameter trees, seeded
+ * randomness, backends and errors. Everything else builds on it; it knows
+ * nothing of selection or optimisers.
+ *
+ * @module
+ */
+export * from './errors.js';
+export { checked, type Dim, type Shape, type Tensor, type ShapeErrorMessage, type Product, type Divide, type ReshapeCheck, type DropAxis, type SetAxis, type Permute, type BroadcastsTo } from './shape.js';
+export * from './ops.js';
+export * from './nn.js';
+export * from './tree.js';
+export * from './rng.js';
+export { initBackend, type BackendName } from './backend.js';

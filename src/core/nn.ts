@@ -1,0 +1,255 @@
+/**
+ * Neural-network ops on typed tensors: activations, normalisation,
+ * convolution and attention-head reshapes. Convolution carries a custom
+ * gradient made of forward ops only (wasm registers no
+ * `Conv2DBackpropFilter`, so stock tfjs cannot train a conv net there).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ShapeError } from './errors.js';
+import {
+  ANY_LEADING,
+  checkArgs,
+  typed,
+  type Dim,
+  type Divide,
+  type Shape,
+  type ShapeErrorMessage,
+  type Tensor,
+} from './shape.js';
+
+/**
+ * max(x, 0).
+ * @category Ops
+ */
+export function relu<S extends Shape>(x: Tensor<S>): Tensor<S> {
+  return typed(tf.relu(x));
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/**
+ * GELU, tanh approximation (as ViT implementations use):
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ * @category Ops
+ */
+export function gelu<S extends Shape>(x: Tensor<S>): Tensor<S> {
+  return typed(
+    tf.tidy(() => {
+      const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), GELU_C);
+      return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+    }),
+  );
+}
+
+/**
+ * Softmax over the last axis.
+ * @category Ops
+ */
+export function softmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
+  return typed(tf.softmax(x));
+}
+
+/**
+ * Log-softmax over the last axis (tfjs's stable form, max subtracted first).
+ * @category Ops
+ */
+export function logSoftmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
+  return typed(tf.logSoftmax(x));
+}
+
+/**
+ * Layer normalisation over the last axis with scale `gamma` and shift `beta`.
+ * @category Ops
+ */
+export function layerNorm<const L extends Shape, D extends Dim>(
+  x: Tensor<readonly [...L, D]>,
+  gamma: Tensor<readonly [NoInfer<D>]>,
+  beta: Tensor<readonly [NoInfer<D>]>,
+  epsilon = 1e-5,
+): Tensor<[...L, D]> {
+  checkArgs('layerNorm', [
+    ['x', x, [ANY_LEADING, 'D']],
+    ['gamma', gamma, ['D']],
+    ['beta', beta, ['D']],
+  ]);
+  return typed(
+    tf.tidy(() => {
+      const mu = tf.mean(x, -1, true);
+      const centred = tf.sub(x, mu);
+      const variance = tf.mean(tf.square(centred), -1, true);
+      return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, epsilon))), gamma), beta);
+    }),
+  );
+}
+
+/**
+ * Scales each row (last axis) to unit L2 norm; rows with norm below
+ * `epsilon` are divided by `epsilon` instead (no NaN for a zero row).
+ * @category Ops
+ */
+export function l2Normalize<S extends Shape>(x: Tensor<S>, epsilon = 1e-12): Tensor<S> {
+  return typed(
+    tf.tidy(() => {
+      const sq = tf.sum(tf.square(x), -1, true);
+      return tf.mul(x, tf.rsqrt(tf.maximum(sq, epsilon * epsilon)));
+    }),
+  );
+}
+
+/** Convolution padding: `'same'` keeps the spatial size, `'valid'` uses no padding. */
+export type Padding = 'same' | 'valid';
+
+/** [top, bottom, left, right] zero padding that makes a stride-1 'valid' conv equal the requested one. */
+function padsFor(padding: Padding, kh: number, kw: number): [number, number, number, number] {
+  if (padding === 'valid') return [0, 0, 0, 0];
+  // tfjs/TensorFlow 'same': the extra row/column of an even kernel goes at the bottom/right.
+  const top = Math.floor((kh - 1) / 2);
+  const left = Math.floor((kw - 1) / 2);
+  return [top, kh - 1 - top, left, kw - 1 - left];
+}
+
+/**
+ * Stride-1 conv2d whose gradients use only forward ops:
+ * d input = 'valid' convolution of the fully padded output gradient with the
+ * spatially flipped, in/out-swapped filter; d filter = patches(input)ᵀ · d output.
+ */
+const fastConv2d = (pads: [number, number, number, number]) =>
+  tf.customGrad((a, b, save) => {
+    const x = a as tf.Tensor4D;
+    const f = b as tf.Tensor4D;
+    (save as tf.GradSaveFunc)([x, f]);
+    const [t, bo, l, r] = pads;
+    const xp = t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
+    return {
+      value: tf.conv2d(xp, f, 1, 'valid'),
+      gradFunc: (dy, saved) => {
+        const [sx, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const g = dy as tf.Tensor4D;
+        const [kh, kw, cin, cout] = sf.shape;
+        const [batch, h, w] = sx.shape;
+        // d input: full correlation with the flipped filter, then crop the padding away.
+        const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
+        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
+        const dxp = tf.conv2d(gp, flipped, 1, 'valid');
+        const dx = tf.slice(dxp, [0, t, l, 0], [batch, h, w, cin]);
+        // d filter: im2col of the padded input, contracted with dy.
+        const xpad = tf.pad(sx, [[0, 0], [t, bo], [l, r], [0, 0]]);
+        const [, ho, wo] = g.shape;
+        const cols: tf.Tensor[] = [];
+        for (let i = 0; i < kh; i++) {
+          for (let j = 0; j < kw; j++) cols.push(tf.slice(xpad, [0, i, j, 0], [batch, ho, wo, cin]));
+        }
+        const patches = tf.reshape(tf.concat(cols, 3), [batch * ho * wo, kh * kw * cin]);
+        const df = tf.matMul(tf.transpose(patches), tf.reshape(g, [batch * ho * wo, cout]));
+        return [dx, tf.reshape(df, [kh, kw, cin, cout])];
+      },
+    };
+  });
+
+type ConvOut<H extends Dim, P extends Padding> = P extends 'same' ? H : number;
+
+/**
+ * 2-D convolution, stride 1, NHWC input `[B, H, W, C]` and filter
+ * `[KH, KW, C, O]`. The compiler checks the input channels; with `'same'`
+ * the spatial dims are kept in the type. For non-overlapping patches
+ * (stride = kernel) use {@link patchify} and a dense product, which is faster.
+ * @category Ops
+ */
+export function conv2d<B extends Dim, H extends Dim, W extends Dim, C extends Dim, KH extends Dim, KW extends Dim, O extends Dim, P extends Padding = 'same'>(
+  x: Tensor<readonly [B, H, W, C]>,
+  filter: Tensor<readonly [KH, KW, NoInfer<C>, O]>,
+  padding: P = 'same' as P,
+): Tensor<[B, ConvOut<H, P>, ConvOut<W, P>, O]> {
+  checkArgs('conv2d', [
+    ['x', x, ['B', 'H', 'W', 'C']],
+    ['filter', filter, ['KH', 'KW', 'C', 'O']],
+  ]);
+  const [kh, kw] = filter.shape;
+  if (padding === 'valid' && (x.shape[1]! < kh! || x.shape[2]! < kw!)) {
+    throw new ShapeError(`conv2d: argument filter: a ${kh}×${kw} 'valid' window does not fit the ${x.shape[1]}×${x.shape[2]} input`);
+  }
+  return typed(fastConv2d(padsFor(padding, kh!, kw!))(x, filter));
+}
+
+/**
+ * 2×2 average pooling with stride 2 (odd trailing rows/columns dropped),
+ * written as reshape + mean so its gradient needs no pooling kernel.
+ * @category Ops
+ */
+export function avgPool2x2<B extends Dim, H extends Dim, W extends Dim, C extends Dim>(x: Tensor<readonly [B, H, W, C]>): Tensor<[B, number, number, C]> {
+  checkArgs('avgPool2x2', [['x', x, ['B', 'H', 'W', 'C']]]);
+  const [b, h, w, c] = x.shape as [number, number, number, number];
+  const h2 = Math.floor(h / 2);
+  const w2 = Math.floor(w / 2);
+  return typed(
+    tf.tidy(() => {
+      const cropped = h % 2 || w % 2 ? tf.slice(x, [0, 0, 0, 0], [b, h2 * 2, w2 * 2, c]) : x;
+      return tf.mean(tf.reshape(cropped, [b, h2, 2, w2, 2, c]), [2, 4]);
+    }),
+  );
+}
+
+/**
+ * Cuts images `[B, H, W, C]` into non-overlapping `P×P` patches, flattened
+ * in (row, column, channel) order: `[B, (H/P)·(W/P), P·P·C]`. With
+ * a dense product this is a stride-P convolution (ViT's patch embedding).
+ * @category Ops
+ */
+export function patchify<B extends Dim, H extends Dim, W extends Dim, C extends Dim>(
+  x: Tensor<readonly [B, H, W, C]>,
+  patch: number,
+): Tensor<[B, number, number]> {
+  checkArgs('patchify', [['x', x, ['B', 'H', 'W', 'C']]]);
+  const [b, h, w, c] = x.shape as [number, number, number, number];
+  if (!Number.isInteger(patch) || patch < 1 || h % patch || w % patch) {
+    throw new ShapeError(`patchify: argument patch: ${patch} does not divide the ${h}×${w} image`);
+  }
+  const gh = h / patch;
+  const gw = w / patch;
+  return typed(
+    tf.tidy(() => {
+      const grid = tf.reshape(x, [b, gh, patch, gw, patch, c]);
+      return tf.reshape(tf.transpose(grid, [0, 1, 3, 2, 4, 5]), [b, gh * gw, patch * patch * c]);
+    }),
+  );
+}
+
+/**
+ * `unknown` when `heads` divides `D` (or it cannot be known statically),
+ * otherwise a readable compile error.
+ * @category Shapes
+ */
+export type HeadsCheck<D extends Dim, H extends number> = Divide<D, H> extends 'indivisible'
+  ? ShapeErrorMessage<`heads: ${H} heads do not divide width ${D & number}`>
+  : unknown;
+
+/**
+ * Splits the width of `[B, T, D]` into `heads` heads: `[B, heads, T, D/heads]`.
+ * A width the head count does not divide is a compile error for literal dims
+ * (`splitHeads(x /* [B, T, 64] *\/, 5)`) and a run-time error otherwise.
+ * @category Ops
+ */
+export function splitHeads<B extends Dim, T extends Dim, D extends Dim, const H extends number>(
+  x: Tensor<readonly [B, T, D]>,
+  heads: H & HeadsCheck<D, H>,
+): Tensor<[B, H, T, Divide<D, H>]> {
+  checkArgs('splitHeads', [['x', x, ['B', 'T', 'D']]]);
+  const [b, t, d] = x.shape as [number, number, number];
+  const h = heads as number;
+  if (!Number.isInteger(h) || h < 1 || d % h !== 0) {
+    throw new ShapeError(`splitHeads: argument heads: ${h} heads do not divide width D=${d}`);
+  }
+  return typed(tf.transpose(tf.reshape(x, [b, t, h, d / h]), [0, 2, 1, 3]));
+}
+
+/**
+ * Inverse of {@link splitHeads}: `[B, H, T, E]` → `[B, T, H·E]`.
+ * @category Ops
+ */
+export function mergeHeads<B extends Dim, H extends Dim, T extends Dim, E extends Dim>(x: Tensor<readonly [B, H, T, E]>): Tensor<[B, T, number]> {
+  checkArgs('mergeHeads', [['x', x, ['B', 'H', 'T', 'E']]]);
+  const [b, h, t, e] = x.shape as [number, number, number, number];
+  return typed(tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * e]));
+}
