@@ -176,13 +176,14 @@ function describe(pattern: Shape, env: Bindings): string {
 export function bindShape(op: string, arg: string, actual: readonly number[], pattern: Shape, env: Bindings): void {
   const variadic = pattern[0] === ANY_LEADING;
   const fixed = variadic ? pattern.slice(1) : pattern;
-  const rankOk = variadic ? actual.length >= fixed.length : actual.length === fixed.length;
+  const fresh: string[] = [];
   const fail = (): never => {
+    // Report with only the bindings made by earlier arguments.
+    for (const f of fresh) env.delete(f);
     throw new ShapeError(`${op}: argument ${arg}: expected ${describe(pattern, env)}, got [${actual.join(', ')}]`);
   };
-  if (!rankOk) fail();
+  if (variadic ? actual.length < fixed.length : actual.length !== fixed.length) fail();
   const offset = actual.length - fixed.length;
-  const fresh: string[] = [];
   for (let i = 0; i < fixed.length; i++) {
     const want = fixed[i]!;
     const got = actual[offset + i]!;
@@ -195,8 +196,6 @@ export function bindShape(op: string, arg: string, actual: readonly number[], pa
       env.set(want, got);
       fresh.push(want);
     } else if (bound !== got) {
-      // Report with only the bindings made before this argument.
-      for (const f of fresh) env.delete(f);
       fail();
     }
   }

@@ -1,0 +1,63 @@
+// Gradient checks shared by the tests: analytic gradients against central
+// finite differences along a random direction, and against the gradients
+// tfjs computes for a reference function on the cpu backend.
+import * as tf from '@tensorflow/tfjs-core';
+import { rng, randomNormal } from '../src/index.js';
+
+type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
+
+/** The scalar loss sum(f(xs) · R) with a fixed random R, so every output entry matters. */
+function weighted(f: Fn, seed: number): (...xs: tf.Tensor[]) => tf.Scalar {
+  let r: tf.Tensor | undefined;
+  return (...xs) => {
+    const y = f(...xs);
+    r ??= tf.keep(randomNormal(rng(seed).fork('R'), y.shape));
+    return tf.sum(tf.mul(y, r));
+  };
+}
+
+/** max |a − b| / max(|b|, tiny), over all inputs. */
+export function relErr(a: readonly tf.Tensor[], b: readonly tf.Tensor[]): number {
+  let num = 0;
+  let den = 1e-12;
+  a.forEach((t, i) => {
+    const x = t.dataSync();
+    const y = b[i]!.dataSync();
+    for (let k = 0; k < x.length; k++) {
+      num = Math.max(num, Math.abs(x[k]! - y[k]!));
+      den = Math.max(den, Math.abs(y[k]!));
+    }
+  });
+  return num / den;
+}
+
+export function grads(f: Fn, xs: tf.Tensor[], seed = 7): tf.Tensor[] {
+  return tf.grads(weighted(f, seed))(xs);
+}
+
+/**
+ * Relative error between the directional derivative from `grads` and a
+ * central difference of the same loss: |⟨g, v⟩ − (L(x+hv) − L(x−hv)) / 2h| / |⟨g, v⟩|.
+ */
+export function finiteDifferenceError(f: Fn, xs: tf.Tensor[], h = 1e-2, seed = 7): number {
+  const loss = weighted(f, seed);
+  const g = tf.grads(loss)(xs);
+  const r = rng(seed).fork('direction');
+  const vs = xs.map((x) => randomNormal(r, x.shape));
+  const analytic = g.reduce((s, gi, i) => s + tf.sum(tf.mul(gi, vs[i]!)).dataSync()[0]!, 0);
+  const at = (sign: number) => loss(...xs.map((x, i) => tf.add(x, tf.mul(vs[i]!, sign * h)))).dataSync()[0]!;
+  const numeric = (at(1) - at(-1)) / (2 * h);
+  return Math.abs(analytic - numeric) / Math.max(Math.abs(analytic), 1e-6);
+}
+
+/** Gradients of `reference` computed by tfjs's own registered gradients on the cpu backend. */
+export async function cpuReferenceGrads(reference: Fn, xs: tf.Tensor[], seed = 7): Promise<tf.Tensor[]> {
+  const previous = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    const moved = xs.map((x) => tf.tensor(x.dataSync(), x.shape));
+    return grads(reference, moved, seed).map((g) => tf.tensor(g.dataSync(), g.shape));
+  } finally {
+    await tf.setBackend(previous);
+  }
+}
