@@ -68,6 +68,10 @@ export async function initBackend(
     throw new BackendError(`initBackend: unknown backend '${String(name)}'; expected 'wasm', 'cpu' or 'tensorflow'`);
   }
   if (name === 'tensorflow') await loadNative(nativePackages);
+  // The cpu backend greets its first write in Node with advice to install
+  // tfjs-node; we document the backends instead, so silence it for good.
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
   const ok = await tf.setBackend(name);
   if (!ok) throw new BackendError(`initBackend: backend '${name}' failed to initialise`);
   await tf.ready();

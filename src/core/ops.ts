@@ -73,7 +73,7 @@ export function matmul<M extends Dim, K extends Dim, N extends Dim>(
  */
 export function batchMatmul<const L extends Shape, M extends Dim, K extends Dim, N extends Dim>(
   x: Tensor<readonly [...L, M, K]>,
-  w: Tensor<readonly [...NoInfer<L>, NoInfer<K>, N]>,
+  w: Tensor<readonly [...L, NoInfer<K>, N]>,
 ): Tensor<[...L, M, N]> {
   if (x.rank !== w.rank || x.rank < 2) {
     throw new ShapeError(`batchMatmul: arguments x and w must have the same rank >= 2, got [${x.shape}] and [${w.shape}]`);
