@@ -10,6 +10,7 @@
  * @category Errors
  */
 export class SparsetuneError extends Error {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name: string = 'SparsetuneError';
 }
 
@@ -18,6 +19,7 @@ export class SparsetuneError extends Error {
  * @category Errors
  */
 export class ShapeError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name = 'ShapeError';
 }
 
@@ -26,6 +28,7 @@ export class ShapeError extends SparsetuneError {
  * @category Errors
  */
 export class SpecError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name = 'SpecError';
 }
 
@@ -34,6 +37,7 @@ export class SpecError extends SparsetuneError {
  * @category Errors
  */
 export class BudgetError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name = 'BudgetError';
 }
 
@@ -42,6 +46,7 @@ export class BudgetError extends SparsetuneError {
  * @category Errors
  */
 export class MaskError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name = 'MaskError';
 }
 
@@ -50,5 +55,6 @@ export class MaskError extends SparsetuneError {
  * @category Errors
  */
 export class BackendError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
   override readonly name = 'BackendError';
 }

@@ -36,7 +36,10 @@ declare const shapeBrand: unique symbol;
  * ```
  * @category Shapes
  */
-export type Tensor<S extends Shape = Shape> = tf.Tensor & { readonly [shapeBrand]: S };
+export type Tensor<S extends Shape = Shape> = tf.Tensor & {
+  /** The shape, for the compiler only: never present at run time. */
+  readonly [shapeBrand]: S;
+};
 
 /**
  * A message the compiler shows when a type-level shape rule fails. It is
@@ -45,6 +48,7 @@ export type Tensor<S extends Shape = Shape> = tf.Tensor & { readonly [shapeBrand
  * @category Shapes
  */
 export interface ShapeErrorMessage<Msg extends string> {
+  /** Why the call does not type-check. */
   readonly shapeError: Msg;
 }
 
