@@ -37,7 +37,8 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 export function gelu<S extends Shape>(x: Tensor<S>): Tensor<S> {
   return typed(
     tf.tidy(() => {
-      const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), GELU_C);
+      // x·x·x, not pow(x, 3): wasm's Pow kernel is several times slower than two products.
+      const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), GELU_C);
       return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
     }),
   );
@@ -113,37 +114,34 @@ function padsFor(padding: Padding, kh: number, kw: number): [number, number, num
 /**
  * Stride-1 conv2d whose gradients use only forward ops:
  * d input = 'valid' convolution of the fully padded output gradient with the
- * spatially flipped, in/out-swapped filter; d filter = patches(input)ᵀ · d output.
+ * spatially flipped, in/out-swapped filter; d filter = 'valid' convolution of
+ * the padded input with the output gradient, batch and channels swapped.
  */
 const fastConv2d = (pads: [number, number, number, number]) =>
   tf.customGrad((a, b, save) => {
     const x = a as tf.Tensor4D;
     const f = b as tf.Tensor4D;
-    (save as tf.GradSaveFunc)([x, f]);
     const [t, bo, l, r] = pads;
     const xp = t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
+    (save as tf.GradSaveFunc)([xp, f]);
     return {
       value: tf.conv2d(xp, f, 1, 'valid'),
       gradFunc: (dy, saved) => {
-        const [sx, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
         const g = dy as tf.Tensor4D;
-        const [kh, kw, cin, cout] = sf.shape;
-        const [batch, h, w] = sx.shape;
+        const [kh, kw, cin] = sf.shape;
+        const [batch, hp, wp] = xpad.shape;
         // d input: full correlation with the flipped filter, then crop the padding away.
         const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
         const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
         const dxp = tf.conv2d(gp, flipped, 1, 'valid');
-        const dx = tf.slice(dxp, [0, t, l, 0], [batch, h, w, cin]);
-        // d filter: im2col of the padded input, contracted with dy.
-        const xpad = tf.pad(sx, [[0, 0], [t, bo], [l, r], [0, 0]]);
-        const [, ho, wo] = g.shape;
-        const cols: tf.Tensor[] = [];
-        for (let i = 0; i < kh; i++) {
-          for (let j = 0; j < kw; j++) cols.push(tf.slice(xpad, [0, i, j, 0], [batch, ho, wo, cin]));
-        }
-        const patches = tf.reshape(tf.concat(cols, 3), [batch * ho * wo, kh * kw * cin]);
-        const df = tf.matMul(tf.transpose(patches), tf.reshape(g, [batch * ho * wo, cout]));
-        return [dx, tf.reshape(df, [kh, kw, cin, cout])];
+        const dx = tf.slice(dxp, [0, t, l, 0], [batch, hp - t - bo, wp - l - r, cin]);
+        // d filter: df[i,j,c,o] = Σ_{b,h,w} xpad[b,h+i,w+j,c]·dy[b,h,w,o], itself a 'valid'
+        // convolution once batch and channels swap places: input xpadᵀ [C, Hp, Wp, B],
+        // filter dyᵀ [Ho, Wo, B, O], output [C, KH, KW, O].
+        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
+        const df = tf.transpose(dfc, [1, 2, 0, 3]);
+        return [dx, df];
       },
     };
   });

@@ -1,0 +1,10 @@
+/**
+ * Models (MLP, CNN, ViT) and losses as typed pure functions, and checkpoints.
+ * @module
+ */
+export * as layers from './layers.js';
+export { defineModel, replaceHead, type ApplyOptions, type Model, type ModelParts, type Output } from './model.js';
+export { mlp, type MlpConfig } from './mlp.js';
+export { cnn, type CnnConfig } from './cnn.js';
+export { vit, type VitConfig } from './vit.js';
+export * from './losses.js';

@@ -1,0 +1,184 @@
+/**
+ * Layers as pure functions over a parameter tree. Each layer has a spec
+ * function (its leaves, with roles and neuron axes) and an apply function
+ * that reads its leaves by path prefix. Initialisation draws from a fork of
+ * the model's stream labelled by the leaf's path, so adding a layer never
+ * changes another layer's initial weights.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  batchMatmul,
+  biasAdd,
+  conv2d,
+  gelu,
+  layerNorm,
+  linear,
+  mergeHeads,
+  mul,
+  patchify,
+  randomNormal,
+  randomUniform,
+  softmax,
+  splitHeads,
+  transpose,
+  type Dim,
+  type LeafSpec,
+  type Params,
+  type Rng,
+  type Tensor,
+} from '../core/index.js';
+
+/** A spec entry before {@link paramSpec} freezes it. */
+export type LeafEntry = readonly [string, Omit<LeafSpec, 'dtype'>];
+
+/** How a leaf starts: its path decides the random stream. */
+export type Init = (r: Rng, shape: readonly number[]) => tf.Tensor;
+
+/** Glorot/Xavier uniform on (fan-in, fan-out) of a kernel whose last axis is the neuron axis. */
+export const glorot: Init = (r, shape) => {
+  const fanOut = shape[shape.length - 1]!;
+  const fanIn = shape.slice(0, -1).reduce((p, d) => p * d, 1);
+  const limit = Math.sqrt(6 / (fanIn + fanOut));
+  return randomUniform(r, shape, -limit, limit);
+};
+/** He normal for kernels followed by ReLU. */
+export const he: Init = (r, shape) => randomNormal(r, shape, Math.sqrt(2 / shape.slice(0, -1).reduce((p, d) => p * d, 1)));
+/** Zeros (biases, LayerNorm shift). */
+export const zeros: Init = (_r, shape) => tf.zeros([...shape]);
+/** Ones (LayerNorm scale). */
+export const ones: Init = (_r, shape) => tf.ones([...shape]);
+/** Small normal draws (ViT tokens and position embeddings). */
+export const smallNormal: Init = (r, shape) => randomNormal(r, shape, 0.02);
+
+/** One leaf: its spec and how it starts. */
+export interface Leaf {
+  readonly path: string;
+  readonly spec: Omit<LeafSpec, 'dtype'>;
+  readonly init: Init;
+}
+
+/** A dense layer `[in, out]`: kernel (neuron axis 1) and bias. */
+export function denseLeaves(prefix: string, din: number, dout: number, role: 'kernel' | 'head' = 'kernel', init: Init = glorot): Leaf[] {
+  return [
+    { path: `${prefix}.kernel`, spec: { shape: [din, dout], role, neuronAxis: 1 }, init },
+    { path: `${prefix}.bias`, spec: { shape: [dout], role: role === 'head' ? 'head' : 'bias', neuronAxis: 0 }, init: zeros },
+  ];
+}
+
+/** A conv layer `[kh, kw, cin, cout]`: filter (neuron axis 3, the output channel) and bias. */
+export function convLeaves(prefix: string, k: number, cin: number, cout: number): Leaf[] {
+  return [
+    { path: `${prefix}.kernel`, spec: { shape: [k, k, cin, cout], role: 'kernel', neuronAxis: 3 }, init: he },
+    { path: `${prefix}.bias`, spec: { shape: [cout], role: 'bias', neuronAxis: 0 }, init: zeros },
+  ];
+}
+
+/** LayerNorm scale and shift, role `norm`. */
+export function layerNormLeaves(prefix: string, d: number): Leaf[] {
+  return [
+    { path: `${prefix}.scale`, spec: { shape: [d], role: 'norm', neuronAxis: 0 }, init: ones },
+    { path: `${prefix}.shift`, spec: { shape: [d], role: 'norm', neuronAxis: 0 }, init: zeros },
+  ];
+}
+
+/** Multi-head self-attention with a fused q/k/v kernel `[d, 3d]` and an output projection. */
+export function attentionLeaves(prefix: string, d: number): Leaf[] {
+  return [...denseLeaves(`${prefix}.qkv`, d, 3 * d), ...denseLeaves(`${prefix}.proj`, d, d)];
+}
+
+/** The transformer MLP: `d → hidden → d` with GELU. */
+export function mlpBlockLeaves(prefix: string, d: number, hidden: number): Leaf[] {
+  return [...denseLeaves(`${prefix}.fc1`, d, hidden), ...denseLeaves(`${prefix}.fc2`, hidden, d)];
+}
+
+/** A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`. */
+export function blockLeaves(prefix: string, d: number, hidden: number): Leaf[] {
+  return [
+    ...layerNormLeaves(`${prefix}.norm1`, d),
+    ...attentionLeaves(`${prefix}.attn`, d),
+    ...layerNormLeaves(`${prefix}.norm2`, d),
+    ...mlpBlockLeaves(`${prefix}.mlp`, d, hidden),
+  ];
+}
+
+/** Initial values of leaves, each from the fork of `r` named by its path. */
+export function initLeaves(leaves: readonly Leaf[], r: Rng): [string, tf.Tensor][] {
+  return leaves.map((l) => [l.path, l.init(r.fork(l.path), l.spec.shape)]);
+}
+
+// ---------------------------------------------------------------------------
+// Apply functions. Leaves are read by path; shapes were checked against the
+// spec when the parameters entered the model, so the casts below only name
+// what is already known.
+
+type T<S extends readonly Dim[]> = Tensor<S>;
+
+/** Reads a leaf, with a clear error when a tree lacks it. */
+export function leaf<S extends readonly Dim[]>(p: Params, path: string): T<S> {
+  const t = p[path];
+  if (t === undefined) throw new Error(`missing parameter '${path}'`);
+  return t as T<S>;
+}
+
+/** `x · kernel + bias` over any leading dims. */
+export function dense<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>): T<[...L, number]> {
+  return biasAdd(linear(x, leaf<readonly [number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
+}
+
+/** Stride-1 'same' convolution plus bias. */
+export function conv(p: Params, prefix: string, x: T<readonly [number, number, number, number]>): T<[number, number, number, number]> {
+  return biasAdd(conv2d(x, leaf<readonly [number, number, number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
+}
+
+/** LayerNorm over the last axis. */
+export function norm<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>): T<[...L, number]> {
+  return layerNorm(x, leaf<readonly [number]>(p, `${prefix}.scale`), leaf<readonly [number]>(p, `${prefix}.shift`));
+}
+
+/**
+ * Inverted dropout: in training mode zeroes each entry with probability
+ * `rate` and scales the rest by `1 / (1 − rate)`; otherwise returns `x`.
+ * The mask is drawn on the host from `r`, so a seed reproduces it on any backend.
+ */
+export function dropout<S extends readonly Dim[]>(x: T<S>, rate: number, training: boolean, r: Rng | undefined): T<S> {
+  if (!training || rate === 0) return x;
+  if (r === undefined) throw new Error('dropout: training with dropout needs an rng in the apply options');
+  return tf.tidy(() => {
+    const keep = tf.cast(tf.greaterEqual(randomUniform(r, x.shape), rate), 'float32');
+    return tf.mul(x, tf.mul(keep, 1 / (1 - rate)));
+  }) as T<S>;
+}
+
+/** Multi-head self-attention over `[B, T, D]`. */
+export function attention(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
+  const d = x.shape[2]!;
+  return tf.tidy(() => {
+    const qkv = dense(p, `${prefix}.qkv`, x);
+    // [B, T, 3D] → three [B, H, T, D/H]
+    const parts = tf.split(qkv, 3, -1).map((z) => splitHeads(z as T<readonly [number, number, number]>, heads));
+    const [q, k, v] = parts as [T<[number, number, number, number]>, T<[number, number, number, number]>, T<[number, number, number, number]>];
+    const scores = mul(batchMatmul(q, transpose(k, [0, 1, 3, 2])), 1 / Math.sqrt(d / heads));
+    const out = mergeHeads(batchMatmul(softmax(scores), v));
+    return dense(p, `${prefix}.proj`, out as T<readonly [number, number, number]>) as T<[number, number, number]>;
+  });
+}
+
+/** The transformer MLP with GELU. */
+export function mlpBlock(p: Params, prefix: string, x: T<readonly [number, number, number]>): T<[number, number, number]> {
+  return dense(p, `${prefix}.fc2`, gelu(dense(p, `${prefix}.fc1`, x)));
+}
+
+/** A pre-norm transformer block. */
+export function block(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
+  return tf.tidy(() => {
+    const h = tf.add(x, attention(p, `${prefix}.attn`, norm(p, `${prefix}.norm1`, x), heads)) as T<[number, number, number]>;
+    return tf.add(h, mlpBlock(p, `${prefix}.mlp`, norm(p, `${prefix}.norm2`, h))) as T<[number, number, number]>;
+  });
+}
+
+/** Patch embedding: non-overlapping `patch×patch` patches, then a dense projection (a stride-`patch` convolution). */
+export function patchEmbed(p: Params, prefix: string, x: T<readonly [number, number, number, number]>, patch: number): T<[number, number, number]> {
+  return dense(p, prefix, patchify(x, patch));
+}
