@@ -58,3 +58,12 @@ export class BackendError extends SparsetuneError {
   /** The class name, as `Error` subclasses report it. */
   override readonly name = 'BackendError';
 }
+
+/**
+ * A file is not in the expected format: wrong kind, truncated, or corrupted.
+ * @category Errors
+ */
+export class FormatError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
+  override readonly name = 'FormatError';
+}

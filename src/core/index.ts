@@ -12,3 +12,4 @@ export * from './nn.js';
 export * from './tree.js';
 export * from './rng.js';
 export { initBackend, type BackendName } from './backend.js';
+export { crc32 } from './binary.js';

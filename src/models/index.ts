@@ -8,3 +8,5 @@ export { mlp, type MlpConfig } from './mlp.js';
 export { cnn, type CnnConfig } from './cnn.js';
 export { vit, type VitConfig } from './vit.js';
 export * from './losses.js';
+export * from './checkpoint.js';
+export * from './backbones.js';

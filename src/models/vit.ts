@@ -22,7 +22,7 @@ export interface VitConfig<H extends number, W extends number, C extends number,
   readonly depth: number;
   /** Attention heads; must divide the width. */
   readonly heads: number;
-  /** Hidden width of each block's MLP (default 2 × width). */
+  /** Hidden width of each block's MLP (default 4 × width, as ViT). */
   readonly mlpHidden?: number;
   /** Number of classes. */
   readonly classes: K;
@@ -52,7 +52,7 @@ export function vit<const H extends number, const W extends number, const C exte
   config: VitConfig<H, W, C, D, K> & { readonly heads: Hd } & HeadsDivide<D, Hd>,
 ): Model<readonly [H, W, C], D, K> {
   const { input, patch, width, depth, heads, classes } = config;
-  const hidden = config.mlpHidden ?? 2 * width;
+  const hidden = config.mlpHidden ?? 4 * width;
   const rate = config.dropout ?? 0;
   const [ih, iw, ic] = input as readonly number[] as [number, number, number];
   if (!Number.isInteger(patch) || patch < 1 || ih % patch || iw % patch) throw new RangeError(`vit: patch ${patch} does not divide the ${ih}×${iw} input`);
