@@ -1,127 +1,116 @@
-// Training-step benchmark: a 784-256-256-10 MLP (batch 64) written with
-// sparsetune's typed ops and their custom gradients, against the same model
-// in plain tfjs ops with tfjs's own gradients, on the same backend, timed in
-// interleaved rounds in one process. Also measures plain matMul throughput,
-// the backend's practical peak for this work.
+// Training-step benchmark: each backbone (MLP, CNN, ViT) trained with
+// sparsetune's custom gradients, against the same model with every matmul
+// and convolution routed through plain tfjs ops and tfjs's own gradients
+// (useStockGradients), on the same backend, timed in interleaved rounds in
+// one process. Plain matMul throughput is measured too, as the backend's
+// practical peak.
 //
-//   npm run bench:step [-- --backend wasm --rounds 40]
+//   npm run bench:step [-- --backend wasm --rounds 20 --batch 32]
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { biasAdd, checked, initBackend, linear, logSoftmax, randomNormal, relu, rng, type BackendName, type Tensor } from '../src/index.js';
+import { checked, initBackend, randomNormal, rng, useStockGradients, type BackendName, type Params, type Tensor } from '../src/index.js';
+import { BACKBONES, crossEntropy, type BackboneName } from '../src/models/index.js';
 import { machine, median, sideBySide, writeResults } from './lib.js';
 
 const { values: opts } = parseArgs({
-  options: { backend: { type: 'string', default: 'wasm' }, rounds: { type: 'string', default: '40' }, batch: { type: 'string', default: '64' } },
+  options: { backend: { type: 'string', default: 'wasm' }, rounds: { type: 'string', default: '20' }, batch: { type: 'string', default: '32' } },
 });
 await initBackend(opts.backend as BackendName);
 const rounds = Number(opts.rounds);
 const batch = Number(opts.batch);
-const sizes = [784, 256, 256, 10] as const;
 const r = rng(0);
+const x = checked(randomNormal(r.fork('x'), [batch, 28, 28, 1]), ['B', 28, 28, 1]);
+const y = checked(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), ['B']);
 
-const layers = sizes.slice(1).map((out, i) => {
-  const inp = sizes[i]!;
-  return { w: tf.variable(randomNormal(r.fork(`w${i}`), [inp, out], Math.sqrt(2 / inp))), b: tf.variable(tf.zeros([out])) };
-});
-const vars = layers.flatMap((l) => [l.w, l.b]);
-const x = randomNormal(r.fork('x'), [batch, 784]);
-const labels = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10);
-
-type Act = Tensor<readonly ['B', number]>;
-type T2 = Tensor<readonly [number, number]>;
-type T1 = Tensor<readonly [number]>;
-
-function crossEntropy(logp: tf.Tensor): tf.Scalar {
-  return tf.neg(tf.mean(tf.sum(tf.mul(labels, logp), -1))) as tf.Scalar;
+/** Multiply-accumulates of one forward pass per sample, from the model's config. */
+function forwardMacs(name: BackboneName, config: Record<string, unknown>): number {
+  if (name === 'mlp') {
+    const widths = [784, ...(config['hidden'] as number[]), 10];
+    return widths.slice(1).reduce((s, w, i) => s + widths[i]! * w, 0);
+  }
+  if (name === 'cnn') {
+    let [h, w, c] = [28, 28, 1];
+    let macs = 0;
+    for (const out of config['channels'] as number[]) {
+      macs += h * w * 9 * c * out;
+      [h, w, c] = [Math.floor(h / 2), Math.floor(w / 2), out];
+    }
+    const f = config['features'] as number;
+    return macs + h * w * c * f + f * 10;
+  }
+  const [d, depth, patch, hidden] = ['width', 'depth', 'patch', 'mlpHidden'].map((k) => config[k] as number) as [number, number, number, number];
+  const t = (28 / patch) ** 2 + 1;
+  const perBlock = t * (d * 3 * d + d * d + 2 * d * hidden) + 2 * t * t * d;
+  return (t - 1) * patch * patch * d + depth * perBlock + d * 10;
 }
 
-const forward = {
-  sparsetune: (): tf.Scalar => {
-    let h: Act = checked(x, ['B', 784]);
-    layers.forEach((l, i) => {
-      const z = biasAdd(linear(h, l.w as unknown as T2), l.b as unknown as T1);
-      h = i < layers.length - 1 ? relu(z) : z;
-    });
-    return crossEntropy(logSoftmax(h));
-  },
-  stock: (): tf.Scalar => {
-    let h: tf.Tensor = x;
-    layers.forEach((l, i) => {
-      const z = tf.add(tf.matMul(h, l.w), l.b);
-      h = i < layers.length - 1 ? tf.relu(z) : z;
-    });
-    return crossEntropy(tf.logSoftmax(h));
-  },
-};
-
-const lr = 1e-3;
-const step = (loss: () => tf.Scalar) => () => {
-  tf.tidy(() => {
-    const { grads } = tf.variableGrads(loss, vars);
-    for (const v of vars) v.assign(tf.sub(v, tf.mul(grads[v.name]!, lr)));
-  });
-  vars[0]!.dataSync(); // wait for the backend
-};
-
-// Sanity: both compute the same gradients.
-const g1 = tf.variableGrads(forward.sparsetune, vars).grads;
-const g2 = tf.variableGrads(forward.stock, vars).grads;
-const maxDiff = Math.max(...vars.map((v) => tf.max(tf.abs(tf.sub(g1[v.name]!, g2[v.name]!))).dataSync()[0]!));
-if (!(maxDiff < 1e-4)) throw new Error(`gradients disagree by ${maxDiff}`);
-
-const macs = sizes.slice(1).reduce((s, out, i) => s + sizes[i]! * out, 0) * batch;
-const stepFlops = 3 * 2 * macs; // forward, input gradient and weight gradient: one matmul each
-const before = tf.memory().numTensors;
-const times = sideBySide({ sparsetune: step(forward.sparsetune), stock: step(forward.stock) }, rounds);
-const leaked = tf.memory().numTensors - before;
-
-// Practical peak: plain matMul of the largest layer's forward shape, and a square one.
-const peak = (m: number, k: number, n: number) => {
-  const a = randomNormal(r.fork(`a${m}`), [m, k]);
-  const b = randomNormal(r.fork(`b${n}`), [k, n]);
-  // (Not tf.tidy(() => c.dataSync()): tidy walks a returned typed array entry by entry.)
-  const mm = () => {
-    const c = tf.matMul(a, b);
-    c.dataSync();
-    c.dispose();
+type Row = { model: string; implementation: string; msPerStep?: number; gflops?: number; error?: string };
+const rows: Row[] = [];
+let leaked = 0;
+for (const name of Object.keys(BACKBONES) as BackboneName[]) {
+  const model = BACKBONES[name]();
+  const vars = Object.fromEntries(Object.entries(model.init(0)).map(([p, t]) => [p, tf.variable(t)])) as Params;
+  const step = (stock: boolean) => () => {
+    useStockGradients(stock);
+    try {
+      tf.tidy(() => {
+        const { grads } = tf.variableGrads(() => crossEntropy(model.apply(vars, x).logits as Tensor<readonly ['B', number]>, y) as tf.Scalar);
+        for (const v of Object.values(vars) as tf.Variable[]) v.assign(tf.sub(v, tf.mul(grads[v.name]!, 1e-3)));
+      });
+      (Object.values(vars)[0] as tf.Variable).dataSync();
+    } finally {
+      useStockGradients(false);
+    }
   };
-  const t = sideBySide({ mm }, 20).mm!;
-  return (2 * m * k * n) / (median(t) * 1e6);
-};
-const peakLayer = peak(batch, 784, 256);
-const peakSquare = peak(512, 512, 512);
+  const contenders: Record<string, () => void> = { sparsetune: step(false) };
+  try {
+    step(true)();
+    contenders['stock tfjs'] = step(true);
+  } catch (e) {
+    rows.push({ model: name, implementation: 'stock tfjs', error: (e as Error).message.split('\n')[0]! });
+  }
+  const flops = 3 * 2 * forwardMacs(name, model.config) * batch;
+  const before = tf.memory().numTensors;
+  const times = sideBySide(contenders, rounds);
+  leaked += tf.memory().numTensors - before;
+  for (const [impl, t] of Object.entries(times)) rows.push({ model: name, implementation: impl, msPerStep: median(t), gflops: flops / (median(t) * 1e6) });
+  Object.values(vars).forEach((v) => v.dispose());
+}
 
-const rows = Object.entries(times).map(([name, t]) => {
-  const ms = median(t);
-  return { name, msPerStep: ms, gflops: stepFlops / (ms * 1e6) };
-});
-const ours = rows.find((x) => x.name === 'sparsetune')!;
-const stock = rows.find((x) => x.name === 'stock')!;
-const result = {
-  machine: machine(),
-  model: 'mlp 784-256-256-10',
-  batch,
-  rounds,
-  stepFlops,
-  rows,
-  speedup: stock.msPerStep / ours.msPerStep,
-  matmulGflops: { layerShape: peakLayer, square512: peakSquare },
-  fractionOfPeak: ours.gflops / peakSquare,
-  leakedTensors: leaked,
+// Practical peak of the backend: a square matMul.
+const a = randomNormal(r.fork('a'), [512, 512]);
+const b = randomNormal(r.fork('b'), [512, 512]);
+// (Not tf.tidy(() => c.dataSync()): tidy walks a returned typed array entry by entry.)
+const mm = () => {
+  const c = tf.matMul(a, b);
+  c.dataSync();
+  c.dispose();
 };
+const peak = (2 * 512 ** 3) / (median(sideBySide({ mm }, 20).mm!) * 1e6);
+
+const speedups = Object.fromEntries(
+  (Object.keys(BACKBONES) as BackboneName[]).map((name) => {
+    const ours = rows.find((x) => x.model === name && x.implementation === 'sparsetune')!;
+    const stock = rows.find((x) => x.model === name && x.implementation === 'stock tfjs');
+    return [name, stock?.msPerStep ? stock.msPerStep / ours.msPerStep! : null];
+  }),
+);
+const result = { machine: machine(), batch, rounds, rows, speedups, matmulPeakGflops: peak, leakedTensors: leaked };
 const md = [
-  `# Training step, ${result.model}, batch ${batch}, ${result.machine.backend as string}`,
+  `# Training step, batch ${batch}, ${result.machine['backend'] as string}`,
   '',
-  `Command: \`npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${batch}\` (${result.machine.date as string}, ${result.machine.cpu as string}).`,
-  'Medians of interleaved rounds in one process.',
+  `Command: \`npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${batch}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores).`,
+  'Medians of interleaved rounds in one process. "stock tfjs" is the same model with every matmul and convolution on plain tfjs ops and their registered gradients.',
   '',
-  '| implementation | ms/step | effective GFLOP/s |',
-  '| --- | ---: | ---: |',
-  ...rows.map((x) => `| ${x.name} | ${x.msPerStep.toFixed(2)} | ${x.gflops.toFixed(1)} |`),
+  '| model | implementation | ms/step | effective GFLOP/s | % of matMul peak | speed-up |',
+  '| --- | --- | ---: | ---: | ---: | ---: |',
+  ...rows.map((x) =>
+    x.error
+      ? `| ${x.model} | ${x.implementation} | fails: ${x.error} | | | |`
+      : `| ${x.model} | ${x.implementation} | ${x.msPerStep!.toFixed(1)} | ${x.gflops!.toFixed(1)} | ${((100 * x.gflops!) / peak).toFixed(0)}% | ${x.implementation === 'sparsetune' && speedups[x.model] ? `${speedups[x.model]!.toFixed(2)}×` : ''} |`,
+  ),
   '',
-  `Speed-up over stock tfjs gradients: **${result.speedup.toFixed(2)}×**.`,
-  `Plain matMul on this backend: ${peakLayer.toFixed(1)} GFLOP/s at [${batch}×784]·[784×256], ${peakSquare.toFixed(1)} GFLOP/s at 512³; the sparsetune step reaches ${(100 * result.fractionOfPeak).toFixed(0)}% of the latter.`,
-  `Tensors leaked over ${rounds + 3} steps each: ${leaked}.`,
+  `Plain 512×512×512 matMul on this backend: ${peak.toFixed(1)} GFLOP/s. Tensors leaked by all the timed steps: ${leaked}.`,
   '',
 ].join('\n');
 console.log(md);

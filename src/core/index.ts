@@ -7,7 +7,7 @@
  */
 export * from './errors.js';
 export { checked, type Dim, type Shape, type Tensor, type ShapeErrorMessage, type Product, type Divide, type ReshapeCheck, type DropAxis, type SetAxis, type Permute, type BroadcastsTo } from './shape.js';
-export * from './ops.js';
+export { add, sub, mul, div, matmul, batchMatmul, linear, biasAdd, reshape, transpose, concat, slice, split, sum, mean, max, sumAll, meanAll, oneHot, useStockGradients } from './ops.js';
 export * from './nn.js';
 export * from './tree.js';
 export * from './rng.js';

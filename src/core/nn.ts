@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors.js';
+import { stockGradients } from './ops.js';
 import {
   ANY_LEADING,
   checkArgs,
@@ -168,6 +169,7 @@ export function conv2d<B extends Dim, H extends Dim, W extends Dim, C extends Di
   if (padding === 'valid' && (x.shape[1]! < kh! || x.shape[2]! < kw!)) {
     throw new ShapeError(`conv2d: argument filter: a ${kh}×${kw} 'valid' window does not fit the ${x.shape[1]}×${x.shape[2]} input`);
   }
+  if (stockGradients()) return typed(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, 1, padding));
   return typed(fastConv2d(padsFor(padding, kh!, kw!))(x, filter));
 }
 

@@ -30,8 +30,26 @@ const swapLast = (rank: number): number[] => {
   return perm;
 };
 
+let stock = false;
+
+/**
+ * Routes `matmul`, `batchMatmul`, `linear` and `conv2d` through plain tfjs
+ * ops and tfjs's own gradients (`true`) or the custom gradients (`false`,
+ * the default). For side-by-side benchmarks and reference checks only: the
+ * stock path is slower on wasm and cannot train a convolution there.
+ * @category Backends
+ */
+export function useStockGradients(on: boolean): void {
+  stock = on;
+}
+
+/** Whether {@link useStockGradients} is on. */
+export function stockGradients(): boolean {
+  return stock;
+}
+
 /** Matmul over any matching leading dims, differentiated with explicit transposes. */
-const fastMatMul = tf.customGrad((a, b, save) => {
+const customMatMul = tf.customGrad((a, b, save) => {
   const x = a as tf.Tensor;
   const w = b as tf.Tensor;
   (save as tf.GradSaveFunc)([x, w]);
@@ -44,6 +62,9 @@ const fastMatMul = tf.customGrad((a, b, save) => {
     },
   };
 });
+
+/** The matmul every typed op uses: custom gradients unless {@link useStockGradients} is on. */
+const fastMatMul = (x: tf.Tensor, w: tf.Tensor): tf.Tensor => (stock ? tf.matMul(x, w) : customMatMul(x, w));
 
 /**
  * Matrix product of `[M, K]` and `[K, N]`. `NoInfer` makes `K` come from `x`

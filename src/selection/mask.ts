@@ -1,0 +1,267 @@
+/**
+ * Masks: which entries of a parameter tree train. One byte per entry,
+ * host-side; **1 always means trainable**. The masks of one spec form a
+ * Boolean algebra (fp-ts `BooleanAlgebra`), and mixing masks of two specs is
+ * an error rather than a silent broadcast.
+ *
+ * @module
+ */
+import type { BooleanAlgebra } from 'fp-ts/BooleanAlgebra';
+import type { Eq } from 'fp-ts/Eq';
+import type { Monoid } from 'fp-ts/Monoid';
+import * as tf from '@tensorflow/tfjs-core';
+import { leafSize, mapTree, MaskError, paths, type LeafSpec, type ParamSpec, type Tree } from '../core/index.js';
+
+/**
+ * A mask over a spec: for every leaf, one byte per entry (row-major), 1 = trainable.
+ * @category Masks
+ */
+export interface Mask {
+  /** The spec the mask covers. */
+  readonly spec: ParamSpec;
+  /** Per leaf, `leafSize` bytes of 0 or 1. */
+  readonly bits: Tree<Uint8Array>;
+}
+
+const keys = new WeakMap<ParamSpec, string>();
+/** A string that equal specs share: paths, shapes, roles and neuron axes. */
+function specKey(spec: ParamSpec): string {
+  let k = keys.get(spec);
+  if (k === undefined) {
+    k = JSON.stringify(paths(spec).map((p) => [p, spec[p]!.shape, spec[p]!.role, spec[p]!.neuronAxis]));
+    keys.set(spec, k);
+  }
+  return k;
+}
+
+/**
+ * Whether two specs describe the same parameters.
+ * @category Masks
+ */
+export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
+  return a === b || specKey(a) === specKey(b);
+}
+
+/**
+ * Throws a {@link MaskError} unless `mask` covers `spec`.
+ * @category Masks
+ */
+export function assertMaskFor(spec: ParamSpec, mask: Mask, what = 'mask'): void {
+  if (!sameSpec(spec, mask.spec)) {
+    const a = paths(spec);
+    const b = paths(mask.spec);
+    const first = a.find((p) => !(p in mask.spec)) ?? b.find((p) => !(p in spec)) ?? a.find((p) => JSON.stringify(spec[p]) !== JSON.stringify(mask.spec[p]));
+    throw new MaskError(`${what}: built for another spec (${a.length} leaves here, ${b.length} in the mask; first difference at '${first ?? '?'}')`);
+  }
+}
+
+/**
+ * A mask from a per-leaf rule: a boolean (the whole leaf) or explicit bytes.
+ * @category Masks
+ */
+export function maskOf(spec: ParamSpec, rule: (leaf: LeafSpec, path: string) => boolean | Uint8Array): Mask {
+  const bits = mapTree(spec, (leaf, p) => {
+    const r = rule(leaf, p);
+    const n = leafSize(leaf);
+    if (typeof r === 'boolean') return new Uint8Array(n).fill(r ? 1 : 0);
+    if (r.length !== n) throw new MaskError(`maskOf: leaf '${p}' needs ${n} entries, got ${r.length}`);
+    return r;
+  });
+  return { spec, bits };
+}
+
+/**
+ * The Boolean algebra of the masks of one spec, with union and
+ * intersection monoids and equality, as fp-ts instances.
+ * @category Masks
+ */
+export interface MaskAlgebra extends BooleanAlgebra<Mask> {
+  /** The spec every operand must cover. */
+  readonly spec: ParamSpec;
+  /** Union (`join`) with `zero` as identity. */
+  readonly union: Monoid<Mask>;
+  /** Intersection (`meet`) with `one` as identity. */
+  readonly intersection: Monoid<Mask>;
+  /** Entry-wise equality. */
+  readonly eq: Eq<Mask>;
+}
+
+/**
+ * The {@link MaskAlgebra} of `spec`: `join` = union, `meet` = intersection,
+ * `not` = complement, `zero` = nothing trainable, `one` = everything,
+ * `implies(a, b)` = ¬a ∨ b. Every operation checks its operands cover `spec`.
+ * @example
+ * ```ts
+ * const A = maskAlgebra(model.spec);
+ * const both = A.meet(gpsMask, bitfitMask);
+ * A.eq.equals(A.join(m, A.not(m)), A.one); // true
+ * ```
+ * @category Masks
+ */
+export function maskAlgebra(spec: ParamSpec): MaskAlgebra {
+  const check = (m: Mask) => assertMaskFor(spec, m, 'maskAlgebra');
+  const zip = (a: Mask, b: Mask, f: (x: number, y: number) => number): Mask => {
+    check(a);
+    check(b);
+    return maskOf(spec, (_, p) => {
+      const x = a.bits[p]!;
+      const y = b.bits[p]!;
+      const out = new Uint8Array(x.length);
+      for (let i = 0; i < out.length; i++) out[i] = f(x[i]!, y[i]!);
+      return out;
+    });
+  };
+  const zero = maskOf(spec, () => false);
+  const one = maskOf(spec, () => true);
+  const join = (a: Mask, b: Mask) => zip(a, b, (x, y) => x | y);
+  const meet = (a: Mask, b: Mask) => zip(a, b, (x, y) => x & y);
+  const not = (a: Mask): Mask => {
+    check(a);
+    return maskOf(spec, (_, p) => a.bits[p]!.map((x) => 1 - x));
+  };
+  return {
+    spec,
+    zero,
+    one,
+    join,
+    meet,
+    not,
+    implies: (a, b) => zip(a, b, (x, y) => (1 - x) | y),
+    union: { concat: join, empty: zero },
+    intersection: { concat: meet, empty: one },
+    eq: {
+      equals: (a, b) => {
+        check(a);
+        check(b);
+        return paths(spec).every((p) => {
+          const x = a.bits[p]!;
+          const y = b.bits[p]!;
+          return x.every((v, i) => v === y[i]);
+        });
+      },
+    },
+  };
+}
+
+/** Number of ones in a byte array. */
+export function ones(bits: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < bits.length; i++) n += bits[i]!;
+  return n;
+}
+
+/**
+ * Trainable counts of a mask: overall, without the head (as the papers
+ * report), per leaf and per depth.
+ * @category Masks
+ */
+export interface MaskReport {
+  /** Trainable entries. */
+  readonly trainable: number;
+  /** All entries. */
+  readonly total: number;
+  /** 100 · trainable / total. */
+  readonly percent: number;
+  /** Trainable entries outside the head. */
+  readonly trainableNoHead: number;
+  /** Entries outside the head. */
+  readonly totalNoHead: number;
+  /** 100 · trainableNoHead / totalNoHead. */
+  readonly percentNoHead: number;
+  /** Per leaf, in tree order. */
+  readonly perLeaf: readonly { readonly path: string; readonly trainable: number; readonly total: number }[];
+  /** Per block index (the first numeric path segment, `blocks.3…` → 3); `null` collects the rest. */
+  readonly perDepth: readonly { readonly depth: number | null; readonly trainable: number; readonly total: number }[];
+}
+
+/**
+ * The block index of a path: its first numeric segment, or `null`.
+ * @category Masks
+ */
+export function depthOf(path: string): number | null {
+  const seg = path.split('.').find((s) => /^[0-9]+$/.test(s));
+  return seg === undefined ? null : Number(seg);
+}
+
+/**
+ * Counts a mask.
+ * @category Masks
+ */
+export function countMask(mask: Mask): MaskReport {
+  const perLeaf = paths(mask.spec).map((p) => ({ path: p, trainable: ones(mask.bits[p]!), total: leafSize(mask.spec[p]!) }));
+  const sum = (xs: typeof perLeaf, k: 'trainable' | 'total') => xs.reduce((s, x) => s + x[k], 0);
+  const noHead = perLeaf.filter((x) => mask.spec[x.path]!.role !== 'head');
+  const depths = new Map<number | null, { trainable: number; total: number }>();
+  for (const x of perLeaf) {
+    const d = depthOf(x.path);
+    const e = depths.get(d) ?? { trainable: 0, total: 0 };
+    depths.set(d, { trainable: e.trainable + x.trainable, total: e.total + x.total });
+  }
+  const pct = (a: number, b: number) => (b === 0 ? 0 : (100 * a) / b);
+  const trainable = sum(perLeaf, 'trainable');
+  const total = sum(perLeaf, 'total');
+  return {
+    trainable,
+    total,
+    percent: pct(trainable, total),
+    trainableNoHead: sum(noHead, 'trainable'),
+    totalNoHead: sum(noHead, 'total'),
+    percentNoHead: pct(sum(noHead, 'trainable'), sum(noHead, 'total')),
+    perLeaf,
+    perDepth: [...depths.entries()].sort(([a], [b]) => (a ?? Infinity) - (b ?? Infinity)).map(([depth, v]) => ({ depth, ...v })),
+  };
+}
+
+/**
+ * The familiar one-line summary,
+ * `trainable params: 1,234 || all params: 215,818 || trainable%: 0.5718`,
+ * followed by the share without the head.
+ * @category Masks
+ */
+export function describeMask(mask: Mask): string {
+  const r = countMask(mask);
+  const n = (x: number) => x.toLocaleString('en-US');
+  return `trainable params: ${n(r.trainable)} || all params: ${n(r.total)} || trainable%: ${r.percent.toFixed(4)} (without the head: ${n(r.trainableNoHead)} of ${n(r.totalNoHead)}, ${r.percentNoHead.toFixed(4)}%)`;
+}
+
+/**
+ * The trainable entries of each leaf as ascending flat indices (the form deltas and SPT use).
+ * @category Masks
+ */
+export function maskToIndices(mask: Mask): Tree<Int32Array> {
+  return mapTree(mask.bits, (bits) => {
+    const out = new Int32Array(ones(bits));
+    let j = 0;
+    for (let i = 0; i < bits.length; i++) if (bits[i]) out[j++] = i;
+    return out;
+  });
+}
+
+/**
+ * The mask with exactly the given flat indices trainable; leaves absent
+ * from `indices` are frozen. Out-of-range indices and unknown leaves are a {@link MaskError}.
+ * @category Masks
+ */
+export function maskFromIndices(spec: ParamSpec, indices: Tree<ArrayLike<number>>): Mask {
+  for (const p of Object.keys(indices)) if (!(p in spec)) throw new MaskError(`maskFromIndices: unknown leaf '${p}'`);
+  return maskOf(spec, (leaf, p) => {
+    const bits = new Uint8Array(leafSize(leaf));
+    const idx = indices[p];
+    if (idx === undefined) return bits;
+    for (let i = 0; i < idx.length; i++) {
+      const k = idx[i]!;
+      if (!Number.isInteger(k) || k < 0 || k >= bits.length) throw new MaskError(`maskFromIndices: index ${k} is outside leaf '${p}' of ${bits.length} entries`);
+      bits[k] = 1;
+    }
+    return bits;
+  });
+}
+
+/**
+ * The mask as boolean tensors, one per leaf with the leaf's shape (for
+ * optimizers); the caller disposes them.
+ * @category Masks
+ */
+export function maskTensors(mask: Mask): Tree<tf.Tensor> {
+  return mapTree(mask.bits, (bits, p) => tf.tensor(bits, [...mask.spec[p]!.shape], 'bool'));
+}

@@ -1,0 +1,259 @@
+/**
+ * Criteria: how much each entry matters. A criterion computes a score tree
+ * (one Float32Array per leaf) from a selection environment; the environment
+ * caches scores by the criterion's key, so every selector that needs the
+ * same scores shares one computation — a union of two gradient selectors
+ * runs one data pass.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { leafSize, mapTree, paths, rng, SpecError, type ParamSpec, type Params, type Tensor, type Tree } from '../core/index.js';
+import { batches, subset, twoViews, type ImageSet } from '../data/index.js';
+import { crossEntropy, supConLoss, type Model } from '../models/index.js';
+
+/**
+ * One score per entry, per leaf, host-side.
+ * @category Selection
+ */
+export type Scores = Tree<Float32Array>;
+
+/**
+ * Progress of a long computation.
+ * @category Selection
+ */
+export interface Progress {
+  /** What is running, e.g. `'gradient:supcon'`. */
+  readonly task: string;
+  /** Units done. */
+  readonly done: number;
+  /** Units in all. */
+  readonly total: number;
+}
+
+/**
+ * What selectors run against: the spec, the parameters, optionally the
+ * model and training data (for gradient criteria), a seed, and the cache of
+ * scores. Build one with {@link selectionEnv}.
+ * @category Selection
+ */
+export interface SelectionEnv {
+  /** The spec masks cover. */
+  readonly spec: ParamSpec;
+  /** The (pre-trained) parameters. */
+  readonly params: Params;
+  /** The model, for criteria that need a forward pass. */
+  readonly model?: Model<readonly [28, 28, 1], number, number> | undefined;
+  /** Training images, for criteria that need data. */
+  readonly data?: ImageSet | undefined;
+  /** Seed of random criteria, shuffling and augmentation. */
+  readonly seed: number;
+  /** Called as long computations advance. */
+  readonly onProgress?: ((p: Progress) => void) | undefined;
+  /** Scores computed so far, by criterion key. */
+  readonly cache: Map<string, Scores>;
+}
+
+/**
+ * A criterion: a cache key and how to compute its scores.
+ * @category Selection
+ */
+export interface Criterion {
+  /** Identifies the scores: equal keys mean equal scores within an environment. */
+  readonly key: string;
+  /** Computes the scores (the environment calls this at most once per key). */
+  readonly compute: (env: SelectionEnv) => Scores;
+}
+
+/**
+ * Options of {@link selectionEnv}.
+ * @category Selection
+ */
+export interface SelectionEnvOptions {
+  /** Parameters to select from. */
+  readonly params: Params;
+  /** The spec (default: the model's). */
+  readonly spec?: ParamSpec;
+  /** The model, for gradient and sensitivity criteria. */
+  readonly model?: Model<readonly [28, 28, 1], number, number>;
+  /** Training data, for gradient and sensitivity criteria. */
+  readonly data?: ImageSet;
+  /** Default 0. */
+  readonly seed?: number;
+  /** Progress of score computations. */
+  readonly onProgress?: (p: Progress) => void;
+}
+
+/**
+ * An environment to run selectors in.
+ * @example
+ * ```ts
+ * const env = selectionEnv({ model, params, data: task.train, seed: 0 });
+ * const mask = select(gps({ k: 1 }), env);
+ * ```
+ * @category Selection
+ */
+export function selectionEnv(options: SelectionEnvOptions): SelectionEnv {
+  const spec = options.spec ?? options.model?.spec;
+  if (spec === undefined) throw new SpecError('selectionEnv: give a spec or a model');
+  return { spec, params: options.params, model: options.model, data: options.data, seed: options.seed ?? 0, onProgress: options.onProgress, cache: new Map() };
+}
+
+/**
+ * The scores of `criterion` in `env`, computed on first use and cached.
+ * @category Selection
+ */
+export function scoresOf(env: SelectionEnv, criterion: Criterion): Scores {
+  let s = env.cache.get(criterion.key);
+  if (s === undefined) {
+    s = criterion.compute(env);
+    for (const p of paths(env.spec)) {
+      const got = s[p];
+      if (got === undefined || got.length !== leafSize(env.spec[p]!)) {
+        throw new SpecError(`criterion '${criterion.key}': scores for leaf '${p}' should hold ${leafSize(env.spec[p]!)} values, got ${got?.length ?? 'none'}`);
+      }
+    }
+    env.cache.set(criterion.key, s);
+  }
+  return s;
+}
+
+/**
+ * Which loss a gradient criterion differentiates: the head-free supervised
+ * contrastive loss on the backbone's features of two augmented views (as
+ * GPS), or cross-entropy through the (fresh) head ("Head+CE").
+ * @category Selection
+ */
+export type SelectionLoss = 'supcon' | 'ce';
+
+/**
+ * Options of gradient-based criteria.
+ * @category Selection
+ */
+export interface GradientOptions {
+  /** Default `'supcon'` for {@link gradient}, `'ce'` for {@link sensitivity}. */
+  readonly loss?: SelectionLoss;
+  /** Images per batch (default 32). */
+  readonly batchSize?: number;
+  /** SupCon temperature (default 0.07). */
+  readonly temperature?: number;
+}
+
+type Accumulate = (sum: tf.Tensor, g: tf.Tensor) => tf.Tensor;
+
+/** One pass over (part of) the data, accumulating per-batch gradients into one buffer per leaf. */
+function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, accumulate: Accumulate, finish: (sum: tf.Tensor) => tf.Tensor): Scores {
+  const { model, data } = env;
+  if (model === undefined || data === undefined) throw new SpecError(`${name}: the selection environment needs a model and training data`);
+  const loss = options.loss ?? 'supcon';
+  const batchSize = options.batchSize ?? 32;
+  const ps = paths(env.spec);
+  const r = rng(env.seed).fork(name);
+  const sums = ps.map((p) => tf.keep(tf.zerosLike(env.params[p]!)));
+  const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
+  let done = 0;
+  for (const batch of batches(data, batchSize, { rng: r.fork('order') })) {
+    if (done * batchSize >= maxSamples) break;
+    tf.tidy(() => {
+      const f = (...ts: tf.Tensor[]) => {
+        const params = Object.fromEntries(ps.map((p, i) => [p, ts[i]!]));
+        if (loss === 'ce') return crossEntropy(model.apply(params, batch.x).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
+        // Views are made on the host from the batch's images, not read back from the device.
+        const views = twoViews(subset(data, batch.indices), r.fork(`views${done}`));
+        const x = tf.tensor4d(views.images, [views.n, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
+        return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
+      };
+      const grads = tf.grads(f)(ps.map((p) => env.params[p]!));
+      grads.forEach((g, i) => {
+        const next = tf.keep(accumulate(sums[i]!, g));
+        sums[i]!.dispose();
+        sums[i] = next;
+      });
+    });
+    done++;
+    env.onProgress?.({ task: name, done, total });
+  }
+  const out = Object.fromEntries(
+    ps.map((p, i) => {
+      const host = tf.tidy(() => finish(sums[i]!)).dataSync() as Float32Array;
+      sums[i]!.dispose();
+      return [p, new Float32Array(host)];
+    }),
+  );
+  return out;
+}
+
+/**
+ * GPS's criterion: |Σ over the batches of one pass of the training data of
+ * ∇W| — the signed batch gradients summed, the absolute value taken at the
+ * end (as the reference code does; not Σ|∇W|). The loss is SupCon on two
+ * augmented views by default, or cross-entropy through the head.
+ * @category Criteria
+ */
+export function gradient(options: GradientOptions = {}): Criterion {
+  const loss = options.loss ?? 'supcon';
+  const o = { ...options, loss };
+  return {
+    key: `gradient:${loss}:${o.batchSize ?? 32}:${o.temperature ?? 0.07}`,
+    compute: (env) => gradientPass(env, `gradient:${loss}`, o, Infinity, (s, g) => tf.add(s, g), (s) => tf.abs(s)),
+  };
+}
+
+/**
+ * SPT's criterion: Σ over batches of (∇W)², over `samples` training images
+ * (default 512: 16 batches of 32, as the reference scripts), cross-entropy
+ * through the head by default.
+ * @category Criteria
+ */
+export function sensitivity(options: GradientOptions & { readonly samples?: number } = {}): Criterion {
+  const loss = options.loss ?? 'ce';
+  const samples = options.samples ?? 512;
+  const o = { ...options, loss };
+  return {
+    key: `sensitivity:${loss}:${o.batchSize ?? 32}:${samples}:${o.temperature ?? 0.07}`,
+    compute: (env) => gradientPass(env, `sensitivity:${loss}`, o, samples, (s, g) => tf.add(s, tf.square(g)), (s) => tf.clone(s)),
+  };
+}
+
+/**
+ * |W| of the environment's parameters.
+ * @category Criteria
+ */
+export const magnitude = (): Criterion => ({
+  key: 'magnitude',
+  compute: (env) => mapTree(env.spec, (_, p) => new Float32Array(tf.tidy(() => tf.abs(env.params[p]!)).dataSync())),
+});
+
+/**
+ * Seeded i.i.d. uniform scores, from the environment's seed and each leaf's path.
+ * @category Criteria
+ */
+export const random = (): Criterion => ({
+  key: 'random',
+  compute: (env) =>
+    mapTree(env.spec, (leaf, p) => {
+      const r = rng(env.seed).fork('random').fork(p);
+      const out = new Float32Array(leafSize(leaf));
+      for (let i = 0; i < out.length; i++) out[i] = r.uniform();
+      return out;
+    }),
+});
+
+let fromScoresCount = 0;
+/**
+ * Any user-supplied scores (a function of the environment, or a fixed tree).
+ * Give `key` to share them between selectors; without one each call is its own criterion.
+ * @example
+ * ```ts
+ * // The pruning world's "Taylor" score |W · ∇W|, from two criteria.
+ * const taylor = fromScores((env) => {
+ *   const g = scoresOf(env, gradient({ loss: 'ce' }));
+ *   const w = scoresOf(env, magnitude());
+ *   return mapTree(g, (gs, p) => gs.map((v, i) => v * w[p]![i]!));
+ * }, 'taylor');
+ * ```
+ * @category Criteria
+ */
+export function fromScores(scores: Scores | ((env: SelectionEnv) => Scores), key = `fromScores#${++fromScoresCount}`): Criterion {
+  return { key, compute: (env) => (typeof scores === 'function' ? scores(env) : scores) };
+}
