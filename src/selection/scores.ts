@@ -163,8 +163,12 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
         const x = tf.tensor4d(views.images, [views.n, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
         return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
       };
-      const grads = tf.grads(f)(ps.map((p) => env.params[p]!));
+      // The engine's own entry point, because it allows leaves the loss never
+      // touches (the head under SupCon): their gradient is zero.
+      const xs = ps.map((p) => env.params[p]!);
+      const { grads } = tf.engine().gradients(() => f(...xs), xs, undefined, true);
       grads.forEach((g, i) => {
+        if (g == null) return;
         const next = tf.keep(accumulate(sums[i]!, g));
         sums[i]!.dispose();
         sums[i] = next;
