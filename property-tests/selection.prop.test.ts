@@ -42,7 +42,14 @@ const scoresFor = (spec: ParamSpec) =>
     Object.fromEntries(
       paths(spec).map((p) => [
         p,
-        fc.oneof(fc.array(fc.integer({ min: 0, max: 3 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }), fc.array(fc.float({ noNaN: true, min: -10, max: 10 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) })).map((xs) => Float32Array.from(xs)),
+        fc
+          .oneof(
+            fc.array(fc.integer({ min: 0, max: 3 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
+            fc.array(fc.float({ noNaN: true, min: -10, max: 10 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
+            // NaN ranks as −∞; both tie with each other.
+            fc.array(fc.constantFrom(Number.NaN, -Infinity, Infinity, 0, 1), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
+          )
+          .map((xs) => Float32Array.from(xs)),
       ]),
     ),
   ) as fc.Arbitrary<Scores>;
@@ -60,8 +67,9 @@ function neuronOf(shape: readonly number[], axis: number): (i: number) => number
   const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   return (i) => Math.floor(i / inner) % shape[axis]!;
 }
-/** Reference ranking: score descending, then index ascending. */
-const ranked = (idx: number[], s: Float32Array) => [...idx].sort((a, b) => s[b]! - s[a]! || a - b);
+/** Reference ranking: score descending (NaN as −∞), then index ascending. */
+const rank = (v: number) => (Number.isNaN(v) ? -Infinity : v);
+const ranked = (idx: number[], s: Float32Array) => [...idx].sort((a, b) => (rank(s[a]!) === rank(s[b]!) ? a - b : rank(s[b]!) > rank(s[a]!) ? 1 : -1));
 
 // ---- Boolean algebra -------------------------------------------------------
 describe('mask algebra', () => {

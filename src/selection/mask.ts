@@ -11,6 +11,7 @@ import type { Eq } from 'fp-ts/Eq';
 import type { Monoid } from 'fp-ts/Monoid';
 import * as tf from '@tensorflow/tfjs-core';
 import { leafSize, mapTree, MaskError, paths, type LeafSpec, type ParamSpec, type Tree } from '../core/index.js';
+import { countOnes } from './topk.js';
 
 /**
  * A mask over a spec: for every leaf, one byte per entry (row-major), 1 = trainable.
@@ -111,24 +112,39 @@ export function maskAlgebra(spec: ParamSpec): MaskAlgebra {
       return out;
     });
   };
-  const zero = maskOf(spec, () => false);
-  const one = maskOf(spec, () => true);
+  // Built on first use: a large model's all-ones mask is worth not making twice.
+  let zero: Mask | undefined;
+  let one: Mask | undefined;
   const join = (a: Mask, b: Mask) => zip(a, b, (x, y) => x | y);
   const meet = (a: Mask, b: Mask) => zip(a, b, (x, y) => x & y);
   const not = (a: Mask): Mask => {
     check(a);
     return maskOf(spec, (_, p) => a.bits[p]!.map((x) => 1 - x));
   };
-  return {
+  const algebra: MaskAlgebra = {
     spec,
-    zero,
-    one,
+    get zero() {
+      return (zero ??= maskOf(spec, () => false));
+    },
+    get one() {
+      return (one ??= maskOf(spec, () => true));
+    },
     join,
     meet,
     not,
     implies: (a, b) => zip(a, b, (x, y) => (1 - x) | y),
-    union: { concat: join, empty: zero },
-    intersection: { concat: meet, empty: one },
+    union: {
+      concat: join,
+      get empty() {
+        return algebra.zero;
+      },
+    },
+    intersection: {
+      concat: meet,
+      get empty() {
+        return algebra.one;
+      },
+    },
     eq: {
       equals: (a, b) => {
         check(a);
@@ -141,14 +157,11 @@ export function maskAlgebra(spec: ParamSpec): MaskAlgebra {
       },
     },
   };
+  return algebra;
 }
 
-/** Number of ones in a byte array. */
-export function ones(bits: Uint8Array): number {
-  let n = 0;
-  for (let i = 0; i < bits.length; i++) n += bits[i]!;
-  return n;
-}
+/** Number of ones in a mask's byte array. */
+export const ones = countOnes;
 
 /**
  * Trainable counts of a mask: overall, without the head (as the papers

@@ -166,10 +166,7 @@ export function neuron(k: number, criterion: Criterion): Selector {
     return pipe(
       withScores(ctx, criterion),
       E.map((scores) =>
-        maskOf(ctx.env.spec, (leaf, p) => {
-          const eligible = ctx.eligible.bits[p]!;
-          return ones(eligible) === 0 ? eligible.slice() : topKPerNeuron(scores[p]!, leaf.shape, leaf.neuronAxis, k, eligible);
-        }),
+        maskOf(ctx.env.spec, (leaf, p) => topKPerNeuron(scores[p]!, leaf.shape, leaf.neuronAxis, k, ctx.eligible.bits[p]!)),
       ),
     );
   };
