@@ -6,7 +6,7 @@ import { describe, expect } from 'vitest';
 import { BudgetError, leafSize, MaskError, paramSpec, paths, tree, type ParamSpec, type Role } from '../src/index.js';
 import {
   complement,
-  count,
+  exactly,
   fraction,
   fromScores,
   intersect,
@@ -169,7 +169,7 @@ describe('layer and net', () => {
   test.prop([specScores, fc.nat()])('layer meets a count budget exactly, split over leaves, each leaf its own top', ([spec, scores], seedN) => {
     const total = paths(spec).reduce((s, p) => s + leafSize(spec[p]!), 0);
     const n = total === 0 ? 0 : seedN % (total + 1);
-    const m = run(layer(count(n), fromScores(scores)), spec);
+    const m = run(layer(exactly(n), fromScores(scores)), spec);
     const perLeaf = paths(spec).map((p) => m.bits[p]!.reduce((a, b) => a + b, 0));
     expect(perLeaf.reduce((a, b) => a + b, 0)).toBe(n);
     for (const p of paths(spec)) {
@@ -212,13 +212,13 @@ describe('budgets', () => {
     const A = maskAlgebra(spec);
     const c = fromScores(scores);
     for (const make of [net, layer]) {
-      expect(A.eq.equals(run(make(count(0), c), spec), A.zero)).toBe(true);
+      expect(A.eq.equals(run(make(exactly(0), c), spec), A.zero)).toBe(true);
       expect(A.eq.equals(run(make(fraction(0), c), spec), A.zero)).toBe(true);
-      expect(A.eq.equals(run(make(count(total), c), spec), A.one)).toBe(true);
+      expect(A.eq.equals(run(make(exactly(total), c), spec), A.one)).toBe(true);
       expect(A.eq.equals(run(make(fraction(1), c), spec), A.one)).toBe(true);
-      expect(() => run(make(count(total + 1), c), spec)).toThrow(BudgetError);
-      expect(() => run(make(count(-1), c), spec)).toThrow(BudgetError);
-      expect(() => run(make(count(0.5), c), spec)).toThrow(BudgetError);
+      expect(() => run(make(exactly(total + 1), c), spec)).toThrow(BudgetError);
+      expect(() => run(make(exactly(-1), c), spec)).toThrow(BudgetError);
+      expect(() => run(make(exactly(0.5), c), spec)).toThrow(BudgetError);
       expect(() => run(make(fraction(1.01), c), spec)).toThrow(BudgetError);
       expect(() => run(make(fraction(-0.01), c), spec)).toThrow(BudgetError);
     }

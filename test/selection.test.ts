@@ -9,7 +9,7 @@ import {
   byBlock,
   byPath,
   byRole,
-  count,
+  exactly,
   countMask,
   describeMask,
   except,
@@ -84,7 +84,7 @@ describe('criteria', () => {
     const counted = { ...env(), onProgress: (p: { done: number }) => (passes += p.done === 1 ? 1 : 0) };
     void e;
     const s1 = neuron(1, gradient({ batchSize: 12 }));
-    const s2 = net(count(10), gradient({ batchSize: 12 }));
+    const s2 = net(exactly(10), gradient({ batchSize: 12 }));
     select(union(s1, s2), counted);
     expect(passes).toBe(1);
     expect(counted.cache.size).toBe(1);
@@ -163,7 +163,7 @@ describe('presets', () => {
     const rank = 1;
     const alpha = 2;
     // fc1 [8, 32]: threshold 1·40/2 = 20; norm1.scale [8]: 8/5 = 1.6; budget 8 + 30 + 5 = 43
-    const plan = spt({ budget: count(8 + 30 + 5), rank, alpha, beta: 5, criterion: fromScores(scores, 'synthetic') }).plan(e);
+    const plan = spt({ budget: exactly(8 + 30 + 5), rank, alpha, beta: 5, criterion: fromScores(scores, 'synthetic') }).plan(e);
     expect(plan.lora).toEqual(['blocks.0.mlp.fc1.kernel']);
     expect(plan.vectors).toEqual(['blocks.1.norm1.scale']);
     expect(trainable(plan.mask, 'blocks.0.mlp.fc1.kernel')).toBe(0);
@@ -185,7 +185,7 @@ describe('filters and errors', () => {
     expect(paths(model.spec).filter((p) => trainable(x, p) > 0).every((p) => model.spec[p]!.role === 'bias')).toBe(true);
   });
   test('budgets that cannot be met are errors that say why', () => {
-    expect(() => select(net(count(1e9), random()), e)).toThrow(/budget: count 1000000000 is more than the \d+ eligible entries/);
+    expect(() => select(net(exactly(1e9), random()), e)).toThrow(/budget: count 1000000000 is more than the \d+ eligible entries/);
     expect(() => select(net(fraction(2), random()), e)).toThrow(new BudgetError('budget: fraction must be in [0, 1], got 2'));
     const other = cnn({ input: [28, 28, 1], channels: [2], features: 3, classes: 2 });
     const foreign = select(full(), selectionEnv({ spec: other.spec, params: other.init(0) }));

@@ -275,10 +275,16 @@ export function count(options: TaskOptions = {}): Task {
 }
 
 /**
+ * A task's name.
+ * @category Tasks
+ */
+export type TaskName = 'digits' | 'fashion-coarse' | 'digits-inverted' | 'digits-noisy' | 'rotation' | 'location' | 'count';
+
+/**
  * Every task builder by name, in benchmark order.
  * @category Tasks
  */
-export const TASKS = {
+export const TASKS: Readonly<Record<TaskName, (options?: TaskOptions) => Task>> = {
   digits,
   'fashion-coarse': fashionCoarse,
   'digits-inverted': digitsInverted,
@@ -286,20 +292,14 @@ export const TASKS = {
   rotation,
   location,
   count,
-} as const;
-
-/**
- * A task's name.
- * @category Tasks
- */
-export type TaskName = keyof typeof TASKS;
+};
 
 /**
  * Builds a task by name; an unknown name is an error listing the known ones.
  * @category Tasks
  */
 export function buildTask(name: string, options: TaskOptions = {}): Task {
-  const f = (TASKS as Record<string, (o: TaskOptions) => Task>)[name];
+  const f = (TASKS as Record<string, ((o: TaskOptions) => Task) | undefined>)[name];
   if (f === undefined) throw new RangeError(`unknown task '${name}'; known: ${Object.keys(TASKS).join(', ')}`);
   return f(options);
 }

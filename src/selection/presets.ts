@@ -137,6 +137,15 @@ export interface SptPlan {
 }
 
 /**
+ * SPT as a selector (its mask) that can also report the whole allocation.
+ * @category Presets
+ */
+export interface SptSelector extends Selector {
+  /** Runs the allocation on `env`: the mask, the LoRA kernels and the whole vectors. */
+  readonly plan: (env: SelectionEnv) => SptPlan;
+}
+
+/**
  * SPT: a global top of sensitivity over the eligible leaves (kernels of the
  * blocks, norms and biases; the patch embedding and position embedding
  * frozen; head and class token trained whole). A kernel holding at least
@@ -151,7 +160,7 @@ export interface SptPlan {
  * ```
  * @category Presets
  */
-export function spt(options: SptOptions = {}): Selector & { readonly plan: (env: SelectionEnv) => SptPlan } {
+export function spt(options: SptOptions = {}): SptSelector {
   const budget = options.budget ?? fraction(0.01);
   const r = options.rank ?? 8;
   const alpha = options.alpha ?? 10;

@@ -49,7 +49,7 @@ export type Budget =
  * A budget of exactly `n` entries.
  * @category Selection
  */
-export const count = (n: number): Budget => ({ kind: 'count', n });
+export const exactly = (n: number): Budget => ({ kind: 'count', n });
 /**
  * A budget of `round(f · eligible)` entries, `0 ≤ f ≤ 1`.
  * @category Selection
