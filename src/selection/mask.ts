@@ -37,6 +37,10 @@ function specKey(spec: ParamSpec): string {
 
 /**
  * Whether two specs describe the same parameters.
+ * @example
+ * ```ts
+ * sameSpec(mask.spec, model.spec)
+ * ```
  * @category Masks
  */
 export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
@@ -45,6 +49,10 @@ export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
 
 /**
  * Throws a {@link MaskError} unless `mask` covers `spec`.
+ * @example
+ * ```ts
+ * assertMaskFor(model.spec, mask); // throws a MaskError for another model's mask
+ * ```
  * @category Masks
  */
 export function assertMaskFor(spec: ParamSpec, mask: Mask, what = 'mask'): void {
@@ -58,6 +66,10 @@ export function assertMaskFor(spec: ParamSpec, mask: Mask, what = 'mask'): void 
 
 /**
  * A mask from a per-leaf rule: a boolean (the whole leaf) or explicit bytes.
+ * @example
+ * ```ts
+ * const heads = maskOf(model.spec, (leaf) => leaf.role === 'head');
+ * ```
  * @category Masks
  */
 export function maskOf(spec: ParamSpec, rule: (leaf: LeafSpec, path: string) => boolean | Uint8Array): Mask {
@@ -160,7 +172,14 @@ export function maskAlgebra(spec: ParamSpec): MaskAlgebra {
   return algebra;
 }
 
-/** Number of ones in a mask's byte array. */
+/**
+ * Number of ones in a mask's byte array.
+ * @example
+ * ```ts
+ * ones(mask.bits['head.kernel']!)
+ * ```
+ * @category Masks
+ */
 export const ones = countOnes;
 
 /**
@@ -189,6 +208,10 @@ export interface MaskReport {
 
 /**
  * The block index of a path: its first numeric segment, or `null`.
+ * @example
+ * ```ts
+ * depthOf('blocks.3.attn.qkv.kernel'); // 3
+ * ```
  * @category Masks
  */
 export function depthOf(path: string): number | null {
@@ -198,6 +221,10 @@ export function depthOf(path: string): number | null {
 
 /**
  * Counts a mask.
+ * @example
+ * ```ts
+ * const { trainable, percentNoHead, perDepth } = countMask(mask);
+ * ```
  * @category Masks
  */
 export function countMask(mask: Mask): MaskReport {
@@ -229,6 +256,10 @@ export function countMask(mask: Mask): MaskReport {
  * The familiar one-line summary,
  * `trainable params: 1,234 || all params: 215,818 || trainable%: 0.5718`,
  * followed by the share without the head.
+ * @example
+ * ```ts
+ * console.log(describeMask(select(gps(), env)));
+ * ```
  * @category Masks
  */
 export function describeMask(mask: Mask): string {
@@ -239,6 +270,10 @@ export function describeMask(mask: Mask): string {
 
 /**
  * The trainable entries of each leaf as ascending flat indices (the form deltas and SPT use).
+ * @example
+ * ```ts
+ * const idx = maskToIndices(mask)['blocks.0.mlp.fc1.kernel'];
+ * ```
  * @category Masks
  */
 export function maskToIndices(mask: Mask): Tree<Int32Array> {
@@ -253,6 +288,10 @@ export function maskToIndices(mask: Mask): Tree<Int32Array> {
 /**
  * The mask with exactly the given flat indices trainable; leaves absent
  * from `indices` are frozen. Out-of-range indices and unknown leaves are a {@link MaskError}.
+ * @example
+ * ```ts
+ * const m = maskFromIndices(model.spec, { 'head.bias': [0, 3] });
+ * ```
  * @category Masks
  */
 export function maskFromIndices(spec: ParamSpec, indices: Tree<ArrayLike<number>>): Mask {
@@ -273,6 +312,10 @@ export function maskFromIndices(spec: ParamSpec, indices: Tree<ArrayLike<number>
 /**
  * The mask as boolean tensors, one per leaf with the leaf's shape (for
  * optimizers); the caller disposes them.
+ * @example
+ * ```ts
+ * const bools = maskTensors(mask); // dispose with disposeTree(bools)
+ * ```
  * @category Masks
  */
 export function maskTensors(mask: Mask): Tree<tf.Tensor> {

@@ -57,24 +57,40 @@ export function gps(options: GpsOptions = {}): Selector {
 
 /**
  * BitFit: every bias, plus the head.
+ * @example
+ * ```ts
+ * select(bitfit(), env)
+ * ```
  * @category Presets
  */
 export const bitfit = (): Selector => only(byRole('bias', 'head'), all);
 
 /**
  * Linear probing: the head alone.
+ * @example
+ * ```ts
+ * select(linearProbe(), env)
+ * ```
  * @category Presets
  */
 export const linearProbe = (): Selector => only(byRole('head'), all);
 
 /**
  * Full fine-tuning: everything.
+ * @example
+ * ```ts
+ * select(full(), env)
+ * ```
  * @category Presets
  */
 export const full = (): Selector => all;
 
 /**
  * The kernel part of a GPS mask (what the ablations must match in count).
+ * @example
+ * ```ts
+ * countMask(kernelPart(gpsMask)).trainable // what the ablations match
+ * ```
  * @category Presets
  */
 export function kernelPart(mask: Mask): Mask {
@@ -88,6 +104,11 @@ export function kernelPart(mask: Mask): Mask {
  * top-k, GPS's per-leaf counts), `neuronRandom` (k random per neuron),
  * `netRandom` (random entries overall), `magnitude` (top-k |W| per neuron),
  * `headCE` (per-neuron gradient of cross-entropy through the head).
+ * @example
+ * ```ts
+ * const { net, layer, magnitude } = ablations(select(gps(), env));
+ * const netMask = select(net, env);
+ * ```
  * @category Presets
  */
 export function ablations(gpsMask: Mask, options: { readonly k?: number; readonly loss?: SelectionLoss } = {}): Record<'net' | 'layer' | 'neuronRandom' | 'netRandom' | 'magnitude' | 'headCE', Selector> {

@@ -101,6 +101,10 @@ export function selectionEnv(options: SelectionEnvOptions): SelectionEnv {
 
 /**
  * The scores of `criterion` in `env`, computed on first use and cached.
+ * @example
+ * ```ts
+ * const g = scoresOf(env, gradient()); // a Float32Array per leaf
+ * ```
  * @category Selection
  */
 export function scoresOf(env: SelectionEnv, criterion: Criterion): Scores {
@@ -192,6 +196,10 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
  * ∇W| — the signed batch gradients summed, the absolute value taken at the
  * end (as the reference code does; not Σ|∇W|). The loss is SupCon on two
  * augmented views by default, or cross-entropy through the head.
+ * @example
+ * ```ts
+ * neuron(1, gradient({ loss: 'ce' })) // the Head+CE ablation
+ * ```
  * @category Criteria
  */
 export function gradient(options: GradientOptions = {}): Criterion {
@@ -207,6 +215,10 @@ export function gradient(options: GradientOptions = {}): Criterion {
  * SPT's criterion: Σ over batches of (∇W)², over `samples` training images
  * (default 512: 16 batches of 32, as the reference scripts), cross-entropy
  * through the head by default.
+ * @example
+ * ```ts
+ * net(fraction(0.01), sensitivity({ samples: 256 }))
+ * ```
  * @category Criteria
  */
 export function sensitivity(options: GradientOptions & { readonly samples?: number } = {}): Criterion {
@@ -221,6 +233,10 @@ export function sensitivity(options: GradientOptions & { readonly samples?: numb
 
 /**
  * |W| of the environment's parameters.
+ * @example
+ * ```ts
+ * neuron(1, magnitude())
+ * ```
  * @category Criteria
  */
 export const magnitude = (): Criterion => ({
@@ -230,6 +246,10 @@ export const magnitude = (): Criterion => ({
 
 /**
  * Seeded i.i.d. uniform scores, from the environment's seed and each leaf's path.
+ * @example
+ * ```ts
+ * net(sameAs(gpsMask), random()) // Net-Random
+ * ```
  * @category Criteria
  */
 export const random = (): Criterion => ({

@@ -47,16 +47,28 @@ export type Budget =
 
 /**
  * A budget of exactly `n` entries.
+ * @example
+ * ```ts
+ * net(exactly(1000), gradient())
+ * ```
  * @category Selection
  */
 export const exactly = (n: number): Budget => ({ kind: 'count', n });
 /**
  * A budget of `round(f · eligible)` entries, `0 ≤ f ≤ 1`.
+ * @example
+ * ```ts
+ * layer(fraction(0.01), magnitude())
+ * ```
  * @category Selection
  */
 export const fraction = (f: number): Budget => ({ kind: 'fraction', f });
 /**
  * A budget of as many entries as `mask` holds (per leaf for `layer`, in total for `net`).
+ * @example
+ * ```ts
+ * net(sameAs(gpsMask), random()) // as many entries as GPS chose
+ * ```
  * @category Selection
  */
 export const sameAs = (mask: Mask): Budget => ({ kind: 'sameAs', mask });
@@ -88,6 +100,10 @@ export type Filter = (path: string, leaf: LeafSpec) => boolean;
 
 /**
  * Leaves whose path matches a glob (`*` one segment, `**` any number), e.g. `'blocks.*.attn.**'`.
+ * @example
+ * ```ts
+ * only(byPath('blocks.*.mlp.**'), neuron(2, gradient()))
+ * ```
  * @category Filters
  */
 export function byPath(pattern: string): Filter {
@@ -97,6 +113,10 @@ export function byPath(pattern: string): Filter {
 
 /**
  * Leaves of any of the given roles.
+ * @example
+ * ```ts
+ * only(byRole('bias', 'head'), all) // BitFit
+ * ```
  * @category Filters
  */
 export const byRole =
@@ -106,6 +126,10 @@ export const byRole =
 
 /**
  * Leaves in the given blocks (first numeric path segment, `blocks.3.…` → 3).
+ * @example
+ * ```ts
+ * only(byBlock((b) => b >= 2), neuron(1, gradient())) // the top blocks only
+ * ```
  * @category Filters
  */
 export const byBlock =
@@ -118,6 +142,10 @@ export const byBlock =
 
 /**
  * Leaves passing every filter.
+ * @example
+ * ```ts
+ * only(and(byRole('kernel'), byBlock([0])), all)
+ * ```
  * @category Filters
  */
 export const and =
@@ -126,6 +154,10 @@ export const and =
     fs.every((f) => f(p, l));
 /**
  * Leaves passing any filter.
+ * @example
+ * ```ts
+ * only(or(byRole('bias'), byRole('norm')), all)
+ * ```
  * @category Filters
  */
 export const or =
@@ -134,6 +166,10 @@ export const or =
     fs.some((f) => f(p, l));
 /**
  * Leaves failing the filter.
+ * @example
+ * ```ts
+ * only(not(byRole('head')), net(fraction(0.001), random()))
+ * ```
  * @category Filters
  */
 export const not =
@@ -177,6 +213,10 @@ export function neuron(k: number, criterion: Criterion): Selector {
  * split over the leaves in proportion to their eligible entries (largest
  * remainders, ties to the earlier leaf); a `fraction` applies to each
  * leaf; `sameAs(mask)` takes each leaf's count from the mask.
+ * @example
+ * ```ts
+ * layer(fraction(0.005), gradient())
+ * ```
  * @category Selectors
  */
 export function layer(budget: Budget, criterion: Criterion): Selector {
@@ -223,6 +263,10 @@ export function layer(budget: Budget, criterion: Criterion): Selector {
 /**
  * One global top over every eligible entry by `criterion`, leaves taken in
  * spec order (ties to the earlier leaf, then the lower index).
+ * @example
+ * ```ts
+ * net(exactly(5000), sensitivity())
+ * ```
  * @category Selectors
  */
 export function net(budget: Budget, criterion: Criterion): Selector {
@@ -260,12 +304,20 @@ export function net(budget: Budget, criterion: Criterion): Selector {
 
 /**
  * Every eligible entry (of the leaves the context allows).
+ * @example
+ * ```ts
+ * only(byRole('head'), all) // linear probing
+ * ```
  * @category Selectors
  */
 export const all: Selector = (ctx) => E.right(ctx.eligible);
 
 /**
  * Nothing.
+ * @example
+ * ```ts
+ * union(none, bitfit()) // none is union's identity
+ * ```
  * @category Selectors
  */
 export const none: Selector = (ctx) => E.right(maskAlgebra(ctx.env.spec).zero);
@@ -283,6 +335,10 @@ const restrict = (ctx: SelectionContext, filter: Filter): SelectionContext => ({
 
 /**
  * `s` choosing only among leaves that pass `filter` (its budget counts only those).
+ * @example
+ * ```ts
+ * only(byRole('kernel'), neuron(1, gradient()))
+ * ```
  * @category Combinators
  */
 export const only =
@@ -292,6 +348,10 @@ export const only =
 
 /**
  * `s` choosing only among leaves that fail `filter`.
+ * @example
+ * ```ts
+ * except(byRole('head'), net(fraction(0.01), magnitude()))
+ * ```
  * @category Combinators
  */
 export const except = (filter: Filter, s: Selector): Selector => only(not(filter), s);
@@ -299,6 +359,10 @@ export const except = (filter: Filter, s: Selector): Selector => only(not(filter
 /**
  * Entries any of the selectors picks (pointwise or). Scores are shared, so
  * selectors on the same criterion cost one computation.
+ * @example
+ * ```ts
+ * union(only(byRole('kernel'), neuron(1, gradient())), bitfit())
+ * ```
  * @category Combinators
  */
 export const union =
@@ -311,6 +375,10 @@ export const union =
 
 /**
  * Entries every selector picks (pointwise and).
+ * @example
+ * ```ts
+ * intersect(neuron(4, gradient()), neuron(4, magnitude())) // both criteria agree
+ * ```
  * @category Combinators
  */
 export const intersect =
@@ -323,6 +391,10 @@ export const intersect =
 
 /**
  * Eligible entries `s` does not pick.
+ * @example
+ * ```ts
+ * complement(only(byRole('head'), all)) // everything but the head
+ * ```
  * @category Combinators
  */
 export const complement =

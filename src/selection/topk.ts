@@ -9,6 +9,23 @@
 const key = (s: number): number => (s === s ? s : -Infinity);
 
 /**
+ * Inserts score `v` of entry `i` into the slots `[base, base + slots)`, kept
+ * best first, of which `filled` are in use (a full set drops its last);
+ * returns the new number in use. An equal score goes after the kept ones.
+ */
+function insertSorted(bestS: Float64Array, bestI: Int32Array, base: number, slots: number, filled: number, v: number, i: number): number {
+  let j = filled < slots ? filled : slots - 1;
+  while (j > 0 && v > bestS[base + j - 1]!) {
+    bestS[base + j] = bestS[base + j - 1]!;
+    bestI[base + j] = bestI[base + j - 1]!;
+    j--;
+  }
+  bestS[base + j] = v;
+  bestI[base + j] = i;
+  return filled < slots ? filled + 1 : filled;
+}
+
+/**
  * For every neuron (every index along `neuronAxis`), marks the `k` best
  * eligible entries of its fan-in (all the other axes); a neuron with fewer
  * eligible entries gets all of them. One pass in memory order: the flat
@@ -60,15 +77,7 @@ export function topKPerNeuron(scores: Float32Array, shape: readonly number[], ne
         const v = raw === raw ? raw : -Infinity;
         const f = filled[n]!;
         if (f === k && !(v > bestS[base + k - 1]!)) continue;
-        let j = f < k ? f : k - 1;
-        while (j > 0 && v > bestS[base + j - 1]!) {
-          bestS[base + j] = bestS[base + j - 1]!;
-          bestI[base + j] = bestI[base + j - 1]!;
-          j--;
-        }
-        bestS[base + j] = v;
-        bestI[base + j] = i;
-        if (f < k) filled[n] = f + 1;
+        filled[n] = insertSorted(bestS, bestI, base, k, f, v, i);
       }
     }
   }
@@ -87,7 +96,7 @@ function lastAxisTopK(scores: Float32Array, dim: number, k: number, out: Uint8Ar
   const outer = scores.length / dim;
   const slots = Math.min(k, outer);
   const kth = new Float32Array(dim).fill(-Infinity);
-  const bestS = new Float32Array(dim * slots).fill(-Infinity);
+  const bestS = new Float64Array(dim * slots).fill(-Infinity);
   const bestI = new Int32Array(dim * slots).fill(-1);
   const filled = new Int32Array(dim);
   for (let o = 0, i = 0; o < outer; o++) {
@@ -95,16 +104,7 @@ function lastAxisTopK(scores: Float32Array, dim: number, k: number, out: Uint8Ar
       const v = scores[i]!;
       if (!(v > kth[n]!)) continue;
       const base = n * slots;
-      const f = filled[n]!;
-      let j = f < slots ? f : slots - 1;
-      while (j > 0 && v > bestS[base + j - 1]!) {
-        bestS[base + j] = bestS[base + j - 1]!;
-        bestI[base + j] = bestI[base + j - 1]!;
-        j--;
-      }
-      bestS[base + j] = v;
-      bestI[base + j] = i;
-      if (f < slots) filled[n] = f + 1;
+      filled[n] = insertSorted(bestS, bestI, base, slots, filled[n]!, v, i);
       if (filled[n] === slots) kth[n] = bestS[base + slots - 1]!;
     }
   }
