@@ -114,4 +114,4 @@ const md = [
   '',
 ].join('\n');
 console.log(md);
-writeResults(`step-${opts.backend}`, result, md);
+writeResults(`step-${opts.backend}-b${batch}`, result, md);
