@@ -20,6 +20,7 @@ import {
   gradient,
   kernelPart,
   linearProbe,
+  magnitude,
   maskAlgebra,
   maskFromIndices,
   neuron,
@@ -88,6 +89,15 @@ describe('criteria', () => {
     select(union(s1, s2), counted);
     expect(passes).toBe(1);
     expect(counted.cache.size).toBe(1);
+  });
+
+  test('computing scores leaves no tensor behind', () => {
+    const before = tf.memory().numTensors;
+    const e = env(5);
+    scoresOf(e, gradient({ batchSize: 12 }));
+    scoresOf(e, sensitivity({ batchSize: 12, samples: 24 }));
+    scoresOf(e, magnitude());
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test('gradient criteria need a model and data', () => {

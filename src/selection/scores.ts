@@ -145,6 +145,13 @@ export interface GradientOptions {
 
 type Accumulate = (sum: tf.Tensor, g: tf.Tensor) => tf.Tensor;
 
+/** A tensor's values on the host; the tensor is disposed. */
+function readAndDispose(t: tf.Tensor): Float32Array {
+  const host = new Float32Array(t.dataSync());
+  t.dispose();
+  return host;
+}
+
 /** One pass over (part of) the data, accumulating per-batch gradients into one buffer per leaf. */
 function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, accumulate: Accumulate, finish: (sum: tf.Tensor) => tf.Tensor): Scores {
   const { model, data } = env;
@@ -183,9 +190,9 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   }
   const out = Object.fromEntries(
     ps.map((p, i) => {
-      const host = tf.tidy(() => finish(sums[i]!)).dataSync() as Float32Array;
+      const out = finish(sums[i]!);
       sums[i]!.dispose();
-      return [p, new Float32Array(host)];
+      return [p, readAndDispose(out)];
     }),
   );
   return out;
@@ -241,7 +248,7 @@ export function sensitivity(options: GradientOptions & { readonly samples?: numb
  */
 export const magnitude = (): Criterion => ({
   key: 'magnitude',
-  compute: (env) => mapTree(env.spec, (_, p) => new Float32Array(tf.tidy(() => tf.abs(env.params[p]!)).dataSync())),
+  compute: (env) => mapTree(env.spec, (_, p) => readAndDispose(tf.abs(env.params[p]!))),
 });
 
 /**
