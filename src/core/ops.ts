@@ -1,7 +1,7 @@
 /**
  * Typed tensor ops. Each op states its shapes twice: in its signature, so the
  * compiler rejects what it can, and in a run-time check that names the op,
- * the argument and the bound dims. Matmul carries a custom gradient that
+ * the argument and the bound dims. Matmul carries its own gradient that
  * stays on wasm's fast path (explicit transposes + plain matMul) instead of
  * tfjs's transposed matMul, which leaves XNNPACK and runs ~3× slower.
  *
@@ -48,23 +48,48 @@ export function stockGradients(): boolean {
   return stock;
 }
 
-/** Matmul over any matching leading dims, differentiated with explicit transposes. */
-const customMatMul = tf.customGrad((a, b, save) => {
-  const x = a as tf.Tensor;
-  const w = b as tf.Tensor;
-  (save as tf.GradSaveFunc)([x, w]);
-  return {
-    value: tf.matMul(x, w),
-    gradFunc: (dy, saved) => {
-      const [sx, sw] = saved as [tf.Tensor, tf.Tensor];
-      const g = dy as tf.Tensor;
-      return [tf.matMul(g, tf.transpose(sw, swapLast(sw.rank))), tf.matMul(tf.transpose(sx, swapLast(sx.rank)), g)];
-    },
-  };
+/**
+ * Our matmul is a kernel of its own, `SparsetuneMatMul`, that runs each
+ * backend's plain `BatchMatMul` and carries a registered gradient of
+ * explicit transposes and plain products. Registered (rather than a
+ * `tf.customGrad`) because registered gradients are lazy: the tape skips
+ * the gradient of an input that does not depend on what is differentiated
+ * — the data entering a model's first layer — while a custom gradient
+ * computes every input's gradient.
+ */
+const KERNEL = 'SparsetuneMatMul';
+const registeredOn = new Set<string>();
+
+function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const backend = tf.getBackend();
+  if (!registeredOn.has(backend)) {
+    const plain = tf.getKernel('BatchMatMul', backend);
+    if (plain === undefined) throw new Error(`matmul: backend '${backend}' has no BatchMatMul kernel`);
+    tf.registerKernel({
+      kernelName: KERNEL,
+      backendName: backend,
+      kernelFunc: ({ inputs, backend: b }) => plain.kernelFunc({ inputs, backend: b, attrs: { transposeA: false, transposeB: false } }),
+    });
+    registeredOn.add(backend);
+  }
+  return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
+}
+
+tf.registerGradient({
+  kernelName: KERNEL,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved) => {
+    const [a, b] = saved as [tf.Tensor, tf.Tensor];
+    const g = dy as tf.Tensor;
+    return {
+      a: () => kernelMatMul(g, tf.transpose(b, swapLast(b.rank))),
+      b: () => kernelMatMul(tf.transpose(a, swapLast(a.rank)), g),
+    };
+  },
 });
 
-/** The matmul every typed op uses: custom gradients unless {@link useStockGradients} is on. */
-const fastMatMul = (x: tf.Tensor, w: tf.Tensor): tf.Tensor => (stock ? tf.matMul(x, w) : customMatMul(x, w));
+/** The matmul every typed op uses: ours unless {@link useStockGradients} is on. */
+const fastMatMul = (x: tf.Tensor, w: tf.Tensor): tf.Tensor => (stock ? tf.matMul(x, w) : kernelMatMul(x, w));
 
 /**
  * Matrix product of `[M, K]` and `[K, N]`. `NoInfer` makes `K` come from `x`
