@@ -1,0 +1,8 @@
+/**
+ * Optimisation: gradient transformations, masked optimizers, schedules and the fine-tuning loop.
+ * @module
+ */
+export * from './schedule.js';
+export * from './transform.js';
+export * from './masked.js';
+export * from './train.js';
