@@ -13,7 +13,7 @@ import { SpecError } from './errors.js';
  * What a leaf is for. Selectors and presets filter on it.
  * @category Parameter trees
  */
-export type Role = 'kernel' | 'bias' | 'norm' | 'embedding' | 'token' | 'head';
+export type Role = 'kernel' | 'bias' | 'norm' | 'embedding' | 'token' | 'head' | 'adapter';
 
 /**
  * One leaf of a parameter spec.

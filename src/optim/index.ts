@@ -7,3 +7,4 @@ export * from './transform.js';
 export * from './masked.js';
 export * from './train.js';
 export * from './delta.js';
+export * from './lora.js';
