@@ -10,7 +10,7 @@ import {
   comparePaths,
   conv2d,
   matmul,
-  partition,
+  partitionTree,
   pathMatcher,
   paths,
   randomNormal,
@@ -26,9 +26,9 @@ const path = fc.array(segment, { minLength: 2, maxLength: 4 }).map((s) => s.join
 const entries = fc.uniqueArray(fc.tuple(path, fc.integer()), { selector: ([p]) => p, maxLength: 12 });
 
 describe('trees', () => {
-  test.prop([entries, fc.func(fc.boolean())])('combine(partition(t)) = t, in the same order', (es, keep) => {
+  test.prop([entries, fc.func(fc.boolean())])('combine(partitionTree(t)) = t, in the same order', (es, keep) => {
     const t = tree(es);
-    const [a, b] = partition(t, (v, p) => keep(v, p));
+    const [a, b] = partitionTree(t, (v, p) => keep(v, p));
     const back = combine(a, b);
     expect(paths(back)).toEqual(paths(t));
     expect(back).toEqual(t);

@@ -9,7 +9,7 @@ import {
   filterTree,
   mapTree,
   paramSpec,
-  partition,
+  partitionTree,
   pathMatcher,
   paths,
   SpecError,
@@ -42,7 +42,7 @@ describe('tree', () => {
     expect(zipTree(t, t, (x, y) => x + y)).toEqual({ 'a.b': 4, 'a.w': 2, 'c.w': 6 });
     expect(() => zipTree(t, tree([['a.w', 1]]), (x) => x)).toThrow(new SpecError('zipTree: trees differ: missing a.b, c.w; extra none'));
     expect(filterTree(t, (v) => v > 1)).toEqual({ 'a.b': 2, 'c.w': 3 });
-    const [ws, rest] = partition(t, (_, p) => p.endsWith('.w'));
+    const [ws, rest] = partitionTree(t, (_, p) => p.endsWith('.w'));
     expect(paths(ws)).toEqual(['a.w', 'c.w']);
     expect(paths(combine(rest, ws))).toEqual(paths(t));
     expect(() => combine(t, ws)).toThrow("tree: path 'a.w' appears twice");

@@ -155,7 +155,7 @@ export function filterTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => boole
  * Splits a tree in two by a predicate; {@link combine} puts it back together.
  * @category Parameter trees
  */
-export function partition<T>(t: Tree<T>, keep: (leaf: T, path: string) => boolean): [Tree<T>, Tree<T>] {
+export function partitionTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => boolean): [Tree<T>, Tree<T>] {
   return [filterTree(t, keep), filterTree(t, (v, p) => !keep(v, p))];
 }
 

@@ -104,6 +104,10 @@ export interface MaskedOptions {
  * @category Optimizers
  */
 export function masked(tx: GradientTransformation, dm: DeviceMask, options: MaskedOptions = {}): GradientTransformation {
+  if (dm.trainable.length === 0) {
+    // Nothing trains: no work, zero updates, and the state stays as it was.
+    return { init: (params) => tx.init(params), update: (g, state) => [Object.fromEntries(Object.entries(g).map(([p, x]) => [p, tf.zerosLike(x)])), state] };
+  }
   if (!options.sparseState) {
     return {
       init: (params) => tx.init(params),
