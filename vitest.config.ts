@@ -8,7 +8,12 @@ process.env.FC_SEED = seed;
 console.log(`fast-check seed: ${seed} (replay: FC_SEED=${seed} npm test)`);
 
 export default defineConfig({
-  resolve: { alias: { sparsetune: new URL('./src/index.ts', import.meta.url).pathname } },
+  resolve: {
+    alias: [
+      { find: /^sparsetune\/testing$/, replacement: new URL('./src/testing/index.ts', import.meta.url).pathname },
+      { find: /^sparsetune$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts', 'property-tests/**/*.test.ts'],
     setupFiles: ['test/setup.ts'],

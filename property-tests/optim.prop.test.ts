@@ -1,7 +1,8 @@
 // Laws of masked optimisation over random trees, masks, gradients and optimizers.
 import { fc, test } from '@fast-check/vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, expect } from 'vitest';
+import { describe, expect, test as plain } from 'vitest';
+import { checkLaws, optimizerLaws } from '../src/testing/index.js';
 import { paramSpec, paths, tree, type ParamSpec, type Params } from '../src/index.js';
 import { maskAlgebra, maskOf } from '../src/selection/index.js';
 import {
@@ -199,6 +200,13 @@ describe('masked optimizers', () => {
     const a = run(() => optimizers[opt]!(), p0, g, 4, (p, u) => applyUpdates(p, u));
     const b = run(() => optimizers[opt]!(), reversed, gr, 4, (p, u) => applyUpdates(p, u));
     for (const p of paths(spec)) expect(bits(a[p]!)).toEqual(bits(b[p]!));
+  });
+});
+
+describe('optimizer laws, through the testing kit', () => {
+  plain.each(Object.keys(optimizers))('%s (dense and sparse state)', (name) => {
+    checkLaws(optimizerLaws(optimizers[name]!));
+    checkLaws(optimizerLaws(optimizers[name]!, { sparseState: true }));
   });
 });
 

@@ -2,8 +2,9 @@
 import { fc, test } from '@fast-check/vitest';
 import * as E from 'fp-ts/Either';
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, expect } from 'vitest';
-import { BudgetError, leafSize, MaskError, paramSpec, paths, tree, type ParamSpec, type Role } from '../src/index.js';
+import { describe, expect, test as plain } from 'vitest';
+import { BudgetError, leafSize, MaskError, paths, tree, type ParamSpec } from '../src/index.js';
+import { checkLaws, maskAlgebraLaws, maskFor as kitMaskFor, scoresFor as kitScoresFor, specArb as kitSpecArb } from '../src/testing/index.js';
 import {
   complement,
   exactly,
@@ -28,33 +29,10 @@ import {
   type Selector,
 } from '../src/selection/index.js';
 
-// ---- arbitraries -----------------------------------------------------------
-const roles: Role[] = ['kernel', 'bias', 'norm', 'embedding', 'token', 'head'];
-const leafArb = fc
-  .array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 3 })
-  .chain((shape) => fc.record({ shape: fc.constant(shape), role: fc.constantFrom(...roles), neuronAxis: fc.nat(shape.length - 1) }));
-const specArb = fc
-  .uniqueArray(fc.tuple(fc.constantFrom('a', 'b', 'c', 'blocks.0.w', 'blocks.1.w', 'blocks.10.w', 'head.kernel'), leafArb), { selector: ([p]) => p, minLength: 1, maxLength: 4 })
-  .map((entries) => paramSpec(entries));
-/** Scores with many ties (small integers) or continuous values. */
-const scoresFor = (spec: ParamSpec) =>
-  fc.record(
-    Object.fromEntries(
-      paths(spec).map((p) => [
-        p,
-        fc
-          .oneof(
-            fc.array(fc.integer({ min: 0, max: 3 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
-            fc.array(fc.float({ noNaN: true, min: -10, max: 10 }), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
-            // NaN ranks as −∞; both tie with each other.
-            fc.array(fc.constantFrom(Number.NaN, -Infinity, Infinity, 0, 1), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) }),
-          )
-          .map((xs) => Float32Array.from(xs)),
-      ]),
-    ),
-  ) as fc.Arbitrary<Scores>;
-const maskFor = (spec: ParamSpec) =>
-  fc.record(Object.fromEntries(paths(spec).map((p) => [p, fc.array(fc.boolean(), { minLength: leafSize(spec[p]!), maxLength: leafSize(spec[p]!) })]))).map((bits) => maskOf(spec, (_, p) => Uint8Array.from((bits as Record<string, boolean[]>)[p]!, Number)));
+// ---- arbitraries: the testing kit's --------------------------------------
+const specArb = kitSpecArb();
+const maskFor = kitMaskFor;
+const scoresFor = (spec: ParamSpec) => fc.oneof(kitScoresFor(spec, { ties: true }), kitScoresFor(spec, { ties: false }), kitScoresFor(spec, { nonFinite: true }));
 const specScores = specArb.chain((spec) => fc.tuple(fc.constant(spec), scoresFor(spec)));
 const specMasks = (n: number) => specArb.chain((spec) => fc.tuple(fc.constant(spec), fc.array(maskFor(spec), { minLength: n, maxLength: n })));
 
@@ -73,37 +51,7 @@ const ranked = (idx: number[], s: Float32Array) => [...idx].sort((a, b) => (rank
 
 // ---- Boolean algebra -------------------------------------------------------
 describe('mask algebra', () => {
-  test.prop([specMasks(3)])('Boolean algebra laws', ([spec, [a, b, c]]) => {
-    const A = maskAlgebra(spec);
-    const eq = (x: Mask, y: Mask) => expect(A.eq.equals(x, y)).toBe(true);
-    const { join, meet, not, implies, zero, one } = A;
-    eq(join(a!, join(b!, c!)), join(join(a!, b!), c!)); // associativity
-    eq(meet(a!, meet(b!, c!)), meet(meet(a!, b!), c!));
-    eq(join(a!, b!), join(b!, a!)); // commutativity
-    eq(meet(a!, b!), meet(b!, a!));
-    eq(join(a!, a!), a!); // idempotence
-    eq(meet(a!, a!), a!);
-    eq(join(a!, zero), a!); // identities
-    eq(meet(a!, one), a!);
-    eq(join(a!, one), one); // annihilators
-    eq(meet(a!, zero), zero);
-    eq(join(a!, meet(a!, b!)), a!); // absorption
-    eq(meet(a!, join(a!, b!)), a!);
-    eq(meet(a!, join(b!, c!)), join(meet(a!, b!), meet(a!, c!))); // distributivity
-    eq(join(a!, meet(b!, c!)), meet(join(a!, b!), join(a!, c!)));
-    eq(join(a!, not(a!)), one); // complement
-    eq(meet(a!, not(a!)), zero);
-    eq(not(join(a!, b!)), meet(not(a!), not(b!))); // De Morgan
-    eq(not(meet(a!, b!)), join(not(a!), not(b!)));
-    eq(not(not(a!)), a!); // double complement
-    eq(implies(a!, b!), join(not(a!), b!)); // implication
-    eq(implies(a!, a!), one);
-    eq(meet(a!, implies(a!, b!)), meet(a!, b!));
-    eq(meet(b!, implies(a!, b!)), b!);
-    eq(implies(a!, meet(b!, c!)), meet(implies(a!, b!), implies(a!, c!)));
-    eq(A.union.concat(A.union.empty, a!), a!); // monoids
-    eq(A.intersection.concat(a!, A.intersection.empty), a!);
-  });
+  plain('Boolean algebra laws, through the testing kit', () => checkLaws(maskAlgebraLaws(maskAlgebra)));
 
   test.prop([specMasks(2)])('selectors combine pointwise', ([spec, [a, b]]) => {
     const A = maskAlgebra(spec);
