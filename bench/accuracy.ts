@@ -1,0 +1,175 @@
+// The accuracy benchmark: mini-VTAB-1k (../shared/BENCHMARKS.md) — every task
+// × every method × 3 seeds on the shipped ViT, learning rates picked per
+// method on the validation split of seed 0 and reused for the other seeds.
+// Resumable: each finished run is a JSON file in the runs folder, skipped
+// when found. Runs as many worker processes as there are cores.
+//
+//   npm run bench:accuracy [-- --epochs 6 --workers 2]   full protocol
+//   npm run bench:accuracy -- --quick                    one task, three methods, one seed (CI)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  ablations,
+  addLora,
+  bitfit,
+  buildTask,
+  countMask,
+  evaluate,
+  fineTune,
+  full,
+  gps,
+  initBackend,
+  kernelPart,
+  linearProbe,
+  loadBackbone,
+  loraMask,
+  maskOf,
+  replaceHead,
+  select,
+  selectionEnv,
+  spt,
+  TASKS,
+  fraction,
+  type Mask,
+  type Params,
+  type Selector,
+} from '../src/index.js';
+
+const { values: o } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    epochs: { type: 'string' },
+    workers: { type: 'string', default: String(cpus().length) },
+    runs: { type: 'string' },
+    out: { type: 'string' },
+    worker: { type: 'string' },
+    phase: { type: 'string' },
+  },
+});
+const quick = o.quick;
+const epochs = Number(o.epochs ?? (quick ? 1 : 6));
+const out = o.out ?? new URL(quick ? './results/accuracy-quick' : './results/accuracy', import.meta.url).pathname;
+const runsDir = o.runs ?? join(out, 'runs');
+const TASK_LIST = quick ? ['rotation'] : Object.keys(TASKS);
+const SEEDS = quick ? [0] : [0, 1, 2];
+const METHOD_LIST = quick ? ['gps', 'linear', 'full'] : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
+/** The learning-rate grid per method family (searched on seed 0's validation split). */
+const GRID: Record<string, number[]> = quick
+  ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
+  : Object.fromEntries(METHOD_LIST.map((m) => [m, m === 'full' || m === 'lora' ? [3e-4, 1e-3] : m === 'linear' ? [1e-2, 3e-2] : [3e-3, 1e-2]]));
+
+interface Run {
+  task: string;
+  group: string;
+  method: string;
+  seed: number;
+  learningRate: number;
+  epochs: number;
+  valAccuracy: number;
+  testAccuracy: number;
+  trainable: number;
+  trainableNoHead: number;
+  total: number;
+  totalNoHead: number;
+  perDepth?: { depth: number | null; trainable: number; total: number }[];
+  kernelIndices?: Record<string, number[]>;
+  seconds: number;
+}
+const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}.json`);
+
+/** Runs every job of one (task, seed) group that is not cached yet. */
+function runGroup(task: string, seed: number, jobs: { method: string; lr: number }[]): void {
+  const todo = jobs.filter((j) => !existsSync(runFile(task, j.method, seed, j.lr)));
+  if (todo.length === 0) return;
+  const { model: backbone, params: pretrained } = loadBackbone('vit');
+  const t = buildTask(task, { seed });
+  const model = backbone.withClasses(t.classes);
+  const base = replaceHead(model, pretrained, seed);
+  const env = selectionEnv({ model, params: base, data: t.train, seed });
+  let gpsMask: Mask | undefined;
+  const gpsOf = () => (gpsMask ??= select(gps({ k: 1 }), env));
+  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }) };
+  const ablationOf: Record<string, keyof ReturnType<typeof ablations>> = { net: 'net', layer: 'layer', 'neuron-random': 'neuronRandom', 'net-random': 'netRandom', magnitude: 'magnitude', 'head-ce': 'headCE' };
+  for (const { method, lr } of todo) {
+    const t0 = performance.now();
+    let trainModel = model;
+    let trainParams: Params = base;
+    let mask: Mask;
+    if (method === 'lora' || method === 'spt-lora') {
+      const head = maskOf(model.spec, (l) => l.role === 'head');
+      const plan = method === 'spt-lora' ? spt({ budget: fraction(0.01) }).plan(env) : undefined;
+      const kernels = plan ? plan.lora : Object.keys(model.spec).filter((p) => /blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))\.kernel$/.test(p));
+      const lora = addLora(model, base, kernels, { rank: method === 'lora' ? 4 : 8, seed });
+      trainModel = lora.model;
+      trainParams = lora.params;
+      mask = loraMask(lora, plan ? plan.mask : head);
+    } else if (method in plainSelectors) {
+      mask = method === 'gps' ? gpsOf() : select(plainSelectors[method]!(), env);
+    } else {
+      mask = select(ablations(gpsOf())[ablationOf[method]!], env);
+    }
+    const r = fineTune({ model: trainModel, params: trainParams, mask, train: t.train, val: t.val, epochs, learningRate: lr, seed, keepBest: true, progressBar: false });
+    const c = countMask(mask);
+    const testAccuracy = evaluate(trainModel, r.params, t.test);
+    const run: Run = {
+      task,
+      group: t.group,
+      method,
+      seed,
+      learningRate: lr,
+      epochs,
+      valAccuracy: r.history[r.epoch - 1]!.valAccuracy!,
+      testAccuracy,
+      trainable: c.trainable,
+      trainableNoHead: c.trainableNoHead,
+      total: countMask(maskOf(model.spec, () => true)).trainable,
+      totalNoHead: countMask(maskOf(model.spec, () => true)).trainableNoHead,
+      ...(method === 'gps' || method === 'net' ? { perDepth: [...countMask(kernelPart(mask)).perDepth] } : {}),
+      ...(method === 'gps' ? { kernelIndices: Object.fromEntries(Object.entries(kernelPart(mask).bits).map(([p, b]) => [p, [...b.keys()].filter((i) => b[i])])) } : {}),
+      seconds: (performance.now() - t0) / 1000,
+    };
+    // Adapters add entries: report LoRA's trainable count against the base model's size.
+    writeFileSync(runFile(task, method, seed, lr), JSON.stringify(run) + '\n');
+    console.log(`${task} ${method} seed ${seed} lr ${lr}: val ${(100 * run.valAccuracy).toFixed(1)}%, test ${(100 * testAccuracy).toFixed(1)}% (${run.seconds.toFixed(0)} s)`);
+  }
+}
+
+const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run) : []);
+const bestLr = (runs: Run[], task: string, method: string) => {
+  const cands = runs.filter((r) => r.task === task && r.method === method && r.seed === 0);
+  return cands.sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0]?.learningRate;
+};
+/** The (task, seed) groups of a phase with their jobs. */
+function phaseGroups(phase: number): { task: string; seed: number; jobs: { method: string; lr: number }[] }[] {
+  if (phase === 1) return TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }));
+  const runs = readRuns();
+  return TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLr(runs, task, method)! })) })));
+}
+
+await initBackend('wasm');
+mkdirSync(runsDir, { recursive: true });
+if (o.worker !== undefined) {
+  const [i, n] = o.worker.split('/').map(Number) as [number, number];
+  phaseGroups(Number(o.phase)).forEach((g, k) => k % n === i && runGroup(g.task, g.seed, g.jobs));
+  process.exit(0);
+}
+
+const t0 = performance.now();
+const workers = Math.max(1, Number(o.workers));
+for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
+  const total = phaseGroups(phase).reduce((s, g) => s + g.jobs.length, 0);
+  console.log(`phase ${phase}: ${total} runs in ${workers} processes (cached runs are skipped)`);
+  await Promise.all(
+    Array.from({ length: workers }, (_, i) => {
+      const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--worker', `${i}/${workers}`, '--phase', String(phase), '--epochs', String(epochs), '--runs', runsDir, '--out', out, ...(quick ? ['--quick'] : [])];
+      const child = spawn(process.execPath, args, { stdio: 'inherit' });
+      return new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker ${i} exited with ${code}`)))));
+    }),
+  );
+}
+const wallSeconds = (performance.now() - t0) / 1000;
+const { report } = await import('./accuracy-report.js');
+report(readRuns(), { out, epochs, quick, wallSeconds, tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID });

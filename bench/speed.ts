@@ -1,0 +1,41 @@
+// Every speed and memory benchmark of ../shared/BENCHMARKS.md, run one after
+// another, summarised in one JSON and one markdown table.
+//
+//   npm run bench:speed
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { machine, writeResults } from './lib.js';
+
+const here = (f: string) => new URL(f, import.meta.url).pathname;
+const run = (script: string, ...args: string[]) => {
+  console.log(`\n== ${script} ${args.join(' ')}`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', here(script), ...args], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`${script} failed with ${r.status}`);
+};
+run('./step.ts', '--batch', '32', '--rounds', '20');
+run('./selection.ts', '--rounds', '3');
+run('./optim.ts', '--rounds', '20', '--steps', '1000');
+
+const read = (name: string): unknown => JSON.parse(readFileSync(here(`./results/${name}.json`), 'utf8'));
+const step = read('step-wasm-b32') as { rows: { model: string; implementation: string; msPerStep?: number; gflops?: number; error?: string }[]; speedups: Record<string, number | null>; matmulPeakGflops: number; leakedTensors: number };
+const sel = read('selection') as { vitB16: { entries: number; seconds: Record<string, number> }; gpsSelection: { ratio: number; selectSeconds: number; epochSeconds: number } };
+const opt = read('optim') as { maskedStep: { ratio: number }; memory: { ratio: number }; delta: { ratio: number; deltaBytes: number; checkpointBytes: number }; leak: { steps: number; before: number; after: number } };
+
+const ours = (m: string) => step.rows.find((r) => r.model === m && r.implementation === 'sparsetune')!;
+const lines: [string, string, string][] = [
+  ...['mlp', 'vit', 'cnn'].map((m): [string, string, string] => [
+    `training step, ${m}, wasm, batch 32`,
+    `${ours(m).msPerStep!.toFixed(1)} ms, ${ours(m).gflops!.toFixed(1)} GFLOP/s`,
+    step.speedups[m] ? `${step.speedups[m]!.toFixed(2)}× stock tfjs` : 'stock tfjs cannot train it on wasm',
+  ]),
+  ...['mlp', 'vit', 'cnn'].map((m): [string, string, string] => [`fraction of the backend's peak, ${m}`, `${(100 * (ours(m).gflops! / step.matmulPeakGflops)).toFixed(0)}%`, `of ${step.matmulPeakGflops.toFixed(1)} GFLOP/s plain matMul`]),
+  ['masked AdamW step ÷ unmasked', opt.maskedStep.ratio.toFixed(3), 'goal ≤ 1.05'],
+  ['GPS selection ÷ one fine-tuning epoch (ViT, 800 images)', `${sel.gpsSelection.ratio.toFixed(2)}×`, 'goal ≤ 2.5×'],
+  ...Object.entries(sel.vitB16.seconds).map(([k, s]): [string, string, string] => [`per-neuron ${k.replace('top', 'top-')}, ViT-B/16-sized tree (${(sel.vitB16.entries / 1e6).toFixed(1)}M entries)`, `${s.toFixed(3)} s`, 'goal < 0.5 s']),
+  ['optimizer state, 1% selection ÷ dense Adam', `${(100 * opt.memory.ratio).toFixed(2)}%`, 'goal ≤ 5%'],
+  ['GPS delta ÷ full checkpoint', `${(100 * opt.delta.ratio).toFixed(2)}%`, `${opt.delta.deltaBytes.toLocaleString('en-US')} of ${opt.delta.checkpointBytes.toLocaleString('en-US')} bytes`],
+  [`tf.memory().numTensors over ${opt.leak.steps} masked steps`, `${opt.leak.before} → ${opt.leak.after}`, 'no growth'],
+];
+const md = ['# Speed and memory', '', `Command: \`npm run bench:speed\` (${new Date().toISOString()}); each line comes from the benchmark named in \`bench/results/\`.`, '', '| benchmark | measured | against |', '| --- | ---: | --- |', ...lines.map((l) => `| ${l.join(' | ')} |`), ''].join('\n');
+console.log(md);
+writeResults('speed', { machine: machine(), step, selection: sel, optim: opt }, md);
