@@ -3,12 +3,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { machine } from './lib.js';
 
-interface Run {
+/** One finished run of the benchmark, as cached on disk. */
+export interface Run {
   task: string;
   group: string;
   method: string;
   seed: number;
   learningRate: number;
+  epochs: number;
   valAccuracy: number;
   testAccuracy: number;
   trainable: number;

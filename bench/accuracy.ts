@@ -37,6 +37,7 @@ import {
   type Params,
   type Selector,
 } from '../src/index.js';
+import type { Run } from './accuracy-report.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -61,23 +62,6 @@ const GRID: Record<string, number[]> = quick
   ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
   : Object.fromEntries(METHOD_LIST.map((m) => [m, m === 'full' || m === 'lora' ? [3e-4, 1e-3] : m === 'linear' ? [1e-2, 3e-2] : [3e-3, 1e-2]]));
 
-interface Run {
-  task: string;
-  group: string;
-  method: string;
-  seed: number;
-  learningRate: number;
-  epochs: number;
-  valAccuracy: number;
-  testAccuracy: number;
-  trainable: number;
-  trainableNoHead: number;
-  total: number;
-  totalNoHead: number;
-  perDepth?: { depth: number | null; trainable: number; total: number }[];
-  kernelIndices?: Record<string, number[]>;
-  seconds: number;
-}
 const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}.json`);
 
 /** Runs every job of one (task, seed) group that is not cached yet. */

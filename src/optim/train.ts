@@ -5,8 +5,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { MaskError, paths, ShapeError, type Params } from '../core/index.js';
-import { rng } from '../core/index.js';
+import { MaskError, paths, rng, ShapeError, type Params } from '../core/index.js';
 import { batches, type ImageSet } from '../data/index.js';
 import { accuracy, crossEntropy, type Model } from '../models/index.js';
 import { assertMaskFor, ones, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
