@@ -156,7 +156,7 @@ export function report(all: Run[], o: Options): string {
   const md = [
     `# mini-VTAB-1k accuracy${o.quick ? ' (quick mode)' : ''}`,
     '',
-    `Command: \`npm run bench:accuracy${o.quick ? ' -- --quick' : ` -- --epochs ${o.epochs}`}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores); wall time of the last invocation ${(o.wallSeconds / 60).toFixed(1)} min (cached runs are not re-run).`,
+    `Command: \`npm run bench:accuracy${o.quick ? ' -- --quick' : ` -- --epochs ${o.epochs}`}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores); wall time of the invocation that ran the last runs ${(o.wallSeconds / 60).toFixed(1)} min; the runs' own time summed over all processes ${(all.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(1)} min over ${all.length} runs (cached runs are not re-run).`,
     `ViT backbone pre-trained on Fashion-MNIST; ${o.epochs} epochs per run, AdamW with warm-up and cosine decay, batch 32; learning rate per task and method picked on seed 0's validation split from ${JSON.stringify(o.grid)} and reused for seeds ${o.seeds.join(', ')}. Test accuracy, mean over seeds; ± is the seed-to-seed standard deviation of the task mean.`,
     '',
     `| method | ${o.tasks.join(' | ')} | ${groups.join(' | ')} | mean | trainable % | without head |`,

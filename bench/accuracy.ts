@@ -4,7 +4,7 @@
 // Resumable: each finished run is a JSON file in the runs folder, skipped
 // when found. Runs as many worker processes as there are cores.
 //
-//   npm run bench:accuracy [-- --epochs 6 --workers 2]   full protocol
+//   npm run bench:accuracy [-- --epochs 4 --workers 2]   full protocol
 //   npm run bench:accuracy -- --quick                    one task, three methods, one seed (CI)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -51,7 +51,8 @@ const { values: o } = parseArgs({
   },
 });
 const quick = o.quick;
-const epochs = Number(o.epochs ?? (quick ? 1 : 6));
+const epochs = Number(o.epochs ?? (quick ? 1 : 4));
+if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`--epochs: expected a positive integer, got ${o.epochs}`);
 const out = o.out ?? new URL(quick ? './results/accuracy-quick' : './results/accuracy', import.meta.url).pathname;
 const runsDir = o.runs ?? join(out, 'runs');
 const TASK_LIST = quick ? ['rotation'] : Object.keys(TASKS);
@@ -62,7 +63,8 @@ const GRID: Record<string, number[]> = quick
   ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
   : Object.fromEntries(METHOD_LIST.map((m) => [m, m === 'full' || m === 'lora' ? [3e-4, 1e-3] : m === 'linear' ? [1e-2, 3e-2] : [3e-3, 1e-2]]));
 
-const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}.json`);
+// The epoch count is part of the key: a cached run of another length is never mistaken for this one.
+const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__e${epochs}.json`);
 
 /** Runs every job of one (task, seed) group that is not cached yet. */
 function runGroup(task: string, seed: number, jobs: { method: string; lr: number }[]): void {
@@ -121,7 +123,7 @@ function runGroup(task: string, seed: number, jobs: { method: string; lr: number
   }
 }
 
-const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run) : []);
+const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter((r) => r.epochs === epochs) : []);
 const bestLr = (runs: Run[], task: string, method: string) => {
   const cands = runs.filter((r) => r.task === task && r.method === method && r.seed === 0);
   return cands.sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0]?.learningRate;
@@ -142,10 +144,15 @@ if (o.worker !== undefined) {
 }
 
 const t0 = performance.now();
-const workers = Math.max(1, Number(o.workers));
+let ran = 0;
+const workers = Number(o.workers);
+if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${o.workers}`);
 for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
-  const total = phaseGroups(phase).reduce((s, g) => s + g.jobs.length, 0);
-  console.log(`phase ${phase}: ${total} runs in ${workers} processes (cached runs are skipped)`);
+  const groups = phaseGroups(phase);
+  const total = groups.reduce((s, g) => s + g.jobs.length, 0);
+  const todo = groups.reduce((s, g) => s + g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr))).length, 0);
+  ran += todo;
+  console.log(`phase ${phase}: ${todo} of ${total} runs to do (the rest are cached) in ${workers} processes`);
   await Promise.all(
     Array.from({ length: workers }, (_, i) => {
       const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--worker', `${i}/${workers}`, '--phase', String(phase), '--epochs', String(epochs), '--runs', runsDir, '--out', out, ...(quick ? ['--quick'] : [])];
@@ -154,6 +161,8 @@ for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
     }),
   );
 }
-const wallSeconds = (performance.now() - t0) / 1000;
+// When every run was cached, the report keeps the wall time of the invocation that ran them.
+const previous = join(out, 'accuracy.json');
+const wallSeconds = ran === 0 && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as { wallSeconds: number }).wallSeconds : (performance.now() - t0) / 1000;
 const { report } = await import('./accuracy-report.js');
 report(readRuns(), { out, epochs, quick, wallSeconds, tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID });
