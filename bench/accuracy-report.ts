@@ -33,7 +33,8 @@ interface Options {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
-const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((s, x) => s + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+// One seed has no spread: NaN, printed as a dash, never a misleading 0.
+const std = (xs: number[]) => (xs.length < 2 ? NaN : Math.sqrt(xs.reduce((s, x) => s + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 function svg(width: number, height: number, body: string[]): string {
@@ -52,6 +53,8 @@ export function report(all: Run[], o: Options): string {
   }
   const final = all.filter((r) => chosen.get(`${r.task}/${r.method}`) === r.learningRate && o.seeds.includes(r.seed));
   const cell = (t: string, m: string) => final.filter((r) => r.task === t && r.method === m).map((r) => r.testAccuracy);
+  // One seed's mean over tasks: the unit the seed-to-seed spread and the paired comparisons use.
+  const seedMean = (m: string, s: number) => mean(o.tasks.map((t) => final.find((r) => r.task === t && r.method === m && r.seed === s)?.testAccuracy ?? NaN));
   const groups = [...new Set(o.tasks.map((t) => final.find((r) => r.task === t)?.group ?? ''))];
   const rows = o.methods.map((m) => {
     const perTask = Object.fromEntries(o.tasks.map((t) => [t, { mean: mean(cell(t, m)), std: std(cell(t, m)), n: cell(t, m).length }]));
@@ -63,7 +66,7 @@ export function report(all: Run[], o: Options): string {
       perGroup,
       mean: mean(o.tasks.map((t) => perTask[t]!.mean)),
       // The seed-to-seed spread of the task-mean.
-      std: std(o.seeds.map((s) => mean(o.tasks.map((t) => final.find((r) => r.task === t && r.method === m && r.seed === s)?.testAccuracy ?? NaN)))),
+      std: std(o.seeds.map((s) => seedMean(m, s))),
       percent: mean(runs.map((r) => (100 * r.trainable) / r.total)),
       percentNoHead: mean(runs.map((r) => (100 * r.trainableNoHead) / r.totalNoHead)),
       learningRates: Object.fromEntries(o.tasks.map((t) => [t, chosen.get(`${t}/${m}`)])),
@@ -92,7 +95,14 @@ export function report(all: Run[], o: Options): string {
   };
   const overlap = o.tasks.map((a) => o.tasks.map((b) => jaccard(gps0[a], gps0[b])));
 
-  const result = { machine: machine(), epochs: o.epochs, seeds: o.seeds, grid: o.grid, wallSeconds: o.wallSeconds, rows, depth: { gps: depthShare('gps'), net: depthShare('net') }, overlap: { tasks: o.tasks, jaccard: overlap } };
+  // The papers' pairwise claims, as paired differences: every seed draws its own
+  // task data, so comparing two methods on the same seed removes that shared noise.
+  const pairs = [['gps', 'full'], ['gps', 'layer'], ['layer', 'net'], ['gps', 'magnitude'], ['magnitude', 'neuron-random'], ['neuron-random', 'net-random'], ['gps', 'head-ce']].filter(([a, b]) => o.methods.includes(a!) && o.methods.includes(b!));
+  const paired = pairs.map(([a, b]) => {
+    const d = o.seeds.map((s) => seedMean(a!, s) - seedMean(b!, s));
+    return { a: a!, b: b!, perSeed: d, mean: mean(d), std: std(d) };
+  });
+  const result = { machine: machine(), epochs: o.epochs, seeds: o.seeds, grid: o.grid, wallSeconds: o.wallSeconds, rows, paired, depth: { gps: depthShare('gps'), net: depthShare('net') }, overlap: { tasks: o.tasks, jaccard: overlap } };
   writeFileSync(join(o.out, 'accuracy.json'), JSON.stringify(result, null, 2) + '\n');
 
   // Plot 1: accuracy against trainable % (without the head, log scale).
@@ -102,8 +112,15 @@ export function report(all: Run[], o: Options): string {
   const xs = pts.map((r) => Math.log10(Math.max(r.percentNoHead, 1e-3)));
   const [x0, x1] = [Math.min(...xs, -3), Math.max(...xs, 2)];
   const [y0, y1] = [Math.min(...pts.map((r) => r.mean)) - 0.02, Math.max(...pts.map((r) => r.mean)) + 0.02];
-  const sx = (v: number) => 60 + ((v - x0) / (x1 - x0 || 1)) * (W - 90);
+  const sx = (v: number) => 60 + ((v - x0) / (x1 - x0 || 1)) * (W - 200);
   const sy = (v: number) => H - 40 - ((v - y0) / (y1 - y0 || 1)) * (H - 70);
+  // Methods at the same parameter count share an x: spread their labels
+  // vertically (top to bottom, at least 13 px apart) with a leader line each.
+  const labelled: { r: (typeof pts)[number]; i: number; y: number }[] = [];
+  for (const i of pts.map((_, i) => i).sort((a, b) => pts[b]!.mean - pts[a]!.mean)) {
+    const above = labelled.filter((l) => Math.abs(xs[l.i]! - xs[i]!) < 0.5).map((l) => l.y);
+    labelled.push({ r: pts[i]!, i, y: Math.max(sy(pts[i]!.mean) + 4, ...above.map((y) => y + 13)) });
+  }
   writeFileSync(
     join(o.out, 'accuracy-vs-params.svg'),
     svg(W, H, [
@@ -111,19 +128,26 @@ export function report(all: Run[], o: Options): string {
       `<line x1="60" y1="${H - 40}" x2="${W - 30}" y2="${H - 40}" stroke="black"/><line x1="60" y1="30" x2="60" y2="${H - 40}" stroke="black"/>`,
       ...[-3, -2, -1, 0, 1, 2].filter((e) => e >= x0 && e <= x1).map((e) => `<text x="${sx(e)}" y="${H - 24}" text-anchor="middle">${10 ** e}%</text>`),
       ...[0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0)).map((v) => `<text x="54" y="${sy(v) + 4}" text-anchor="end">${(100 * v).toFixed(0)}%</text>`),
-      ...pts.map((r, i) => `<circle cx="${sx(xs[i]!)}" cy="${sy(r.mean)}" r="4" fill="${r.method === 'gps' ? 'crimson' : 'steelblue'}"/><text x="${sx(xs[i]!) + 6}" y="${sy(r.mean) - 6}">${esc(r.method)}</text>`),
+      ...pts.map((r, i) => `<circle cx="${sx(xs[i]!)}" cy="${sy(r.mean)}" r="4" fill="${r.method === 'gps' ? 'crimson' : 'steelblue'}"/>`),
+      ...labelled.map(({ r, i, y }) => {
+        const [x, py] = [sx(xs[i]!), sy(r.mean)];
+        const text = `${esc(r.method)} ${(100 * r.mean).toFixed(1)}%${r.percentNoHead === 0 ? ' (0% trainable)' : ''}`;
+        return `<line x1="${x + 4}" y1="${py}" x2="${x + 14}" y2="${y - 4}" stroke="#999"/><text x="${x + 16}" y="${y}">${text}</text>`;
+      }),
     ]),
   );
   // Plot 2: selected kernel entries by depth, GPS vs Net.
   const dg = result.depth.gps;
   const dn = result.depth.net;
-  const labels = dg.map((d) => (d.depth === null ? 'patch' : `block ${d.depth}`));
+  const labels = dg.map((d) => (d.depth === null ? 'patch embed' : `block ${d.depth}`));
   const bw = 24;
+  const DW = 80 + dg.length * 3 * bw;
   writeFileSync(
     join(o.out, 'depth.svg'),
-    svg(W, 260, [
-      `<text x="${W / 2}" y="16" text-anchor="middle" font-size="13">share of selected kernel entries by depth (GPS red, Net blue)</text>`,
-      `<line x1="40" y1="220" x2="${W - 20}" y2="220" stroke="black"/>`,
+    svg(DW, 260, [
+      `<text x="${DW / 2}" y="16" text-anchor="middle" font-size="13">selected kernel entries by depth (GPS red, Net blue)</text>`,
+      `<text x="${DW / 2}" y="32" text-anchor="middle">share of each method's selection, mean over tasks and seeds</text>`,
+      `<line x1="40" y1="220" x2="${DW - 20}" y2="220" stroke="black"/>`,
       ...dg.flatMap((d, i) => {
         const n = dn.find((x) => x.depth === d.depth)?.share ?? 0;
         const x = 60 + i * 3 * bw;
@@ -131,6 +155,8 @@ export function report(all: Run[], o: Options): string {
           `<rect x="${x}" y="${220 - 180 * d.share}" width="${bw}" height="${180 * d.share}" fill="crimson"/>`,
           `<rect x="${x + bw}" y="${220 - 180 * n}" width="${bw}" height="${180 * n}" fill="steelblue"/>`,
           `<text x="${x + bw}" y="236" text-anchor="middle">${labels[i]}</text>`,
+          `<text x="${x + bw / 2}" y="${216 - 180 * d.share}" text-anchor="middle" font-size="9">${(100 * d.share).toFixed(0)}%</text>`,
+          `<text x="${x + 1.5 * bw}" y="${216 - 180 * n}" text-anchor="middle" font-size="9">${(100 * n).toFixed(0)}%</text>`,
         ];
       }),
     ]),
@@ -161,8 +187,18 @@ export function report(all: Run[], o: Options): string {
     '',
     `| method | ${o.tasks.join(' | ')} | ${groups.join(' | ')} | mean | trainable % | without head |`,
     `| --- | ${o.tasks.map(() => '---:').join(' | ')} | ${groups.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.method} | ${o.tasks.map((t) => pct(r.perTask[t]!.mean)).join(' | ')} | ${groups.map((g) => pct(r.perGroup[g]!)).join(' | ')} | **${pct(r.mean)}** ± ${(100 * r.std).toFixed(1)} | ${r.percent.toFixed(3)} | ${r.percentNoHead.toFixed(3)} |`),
+    ...rows.map((r) => `| ${r.method} | ${o.tasks.map((t) => pct(r.perTask[t]!.mean)).join(' | ')} | ${groups.map((g) => pct(r.perGroup[g]!)).join(' | ')} | **${pct(r.mean)}** ± ${pct(r.std)} | ${r.percent.toFixed(3)} | ${r.percentNoHead.toFixed(3)} |`),
     '',
+    ...(paired.length > 0
+      ? [
+          'Paired differences of the mean over tasks (percentage points; per seed, then mean ± std over seeds):',
+          '',
+          '| comparison | per seed | mean ± std |',
+          '| --- | --- | ---: |',
+          ...paired.map((p) => `| ${p.a} − ${p.b} | ${p.perSeed.map((d) => (100 * d).toFixed(1)).join(', ')} | ${pct(p.mean)} ± ${pct(p.std)} |`),
+          '',
+        ]
+      : []),
     'Plots: `accuracy-vs-params.svg`, `depth.svg` (GPS vs Net by depth), `overlap.svg` (GPS selections across tasks).',
     '',
   ].join('\n');
