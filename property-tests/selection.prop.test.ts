@@ -78,20 +78,24 @@ describe('mask algebra', () => {
 
 // ---- granularities ----------------------------------------------------------
 describe('neuron', () => {
-  test.prop([specScores, fc.integer({ min: 0, max: 6 })])('selects exactly the reference top-min(k, fan-in) of every neuron', ([spec, scores], k) => {
-    const m = run(neuron(k, fromScores(scores)), spec);
-    for (const p of paths(spec)) {
-      const leaf = spec[p]!;
-      const of = neuronOf(leaf.shape, leaf.neuronAxis);
-      const want = new Uint8Array(leafSize(leaf));
-      const dim = leaf.shape[leaf.neuronAxis]!;
-      for (let n = 0; n < dim; n++) {
-        const members = [...Array(leafSize(leaf)).keys()].filter((i) => of(i) === n);
-        for (const i of ranked(members, scores[p]!).slice(0, k)) want[i] = 1;
+  // Wide leaves reach the four-neurons-at-a-time scan of a last-axis kernel and its tail.
+  const wide = kitSpecArb({ maxLeaves: 2, maxRank: 2, minDim: 1, maxDim: 11 }).chain((spec) => fc.tuple(fc.constant(spec), scoresFor(spec)));
+  for (const [name, arb] of [['', specScores], [' (wide leaves)', wide]] as const) {
+    test.prop([arb, fc.integer({ min: 0, max: 6 })])(`selects exactly the reference top-min(k, fan-in) of every neuron${name}`, ([spec, scores], k) => {
+      const m = run(neuron(k, fromScores(scores)), spec);
+      for (const p of paths(spec)) {
+        const leaf = spec[p]!;
+        const of = neuronOf(leaf.shape, leaf.neuronAxis);
+        const want = new Uint8Array(leafSize(leaf));
+        const dim = leaf.shape[leaf.neuronAxis]!;
+        for (let n = 0; n < dim; n++) {
+          const members = [...Array(leafSize(leaf)).keys()].filter((i) => of(i) === n);
+          for (const i of ranked(members, scores[p]!).slice(0, k)) want[i] = 1;
+        }
+        expect(Array.from(m.bits[p]!)).toEqual(Array.from(want));
       }
-      expect(Array.from(m.bits[p]!)).toEqual(Array.from(want));
-    }
-  });
+    });
+  }
 
   test.prop([specScores, fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 4 })])('is monotone in k', ([spec, scores], k1, k2) => {
     const [lo, hi] = k1 <= k2 ? [k1, k2] : [k2, k1];

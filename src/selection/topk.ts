@@ -99,14 +99,28 @@ function lastAxisTopK(scores: Float32Array, dim: number, k: number, out: Uint8Ar
   const bestS = new Float64Array(dim * slots).fill(-Infinity);
   const bestI = new Int32Array(dim * slots).fill(-1);
   const filled = new Int32Array(dim);
-  for (let o = 0, i = 0; o < outer; o++) {
-    for (let n = 0; n < dim; n++, i++) {
-      const v = scores[i]!;
-      if (!(v > kth[n]!)) continue;
-      const base = n * slots;
-      filled[n] = insertSorted(bestS, bestI, base, slots, filled[n]!, v, i);
-      if (filled[n] === slots) kth[n] = bestS[base + slots - 1]!;
+  const consider = (n: number, i: number) => {
+    const v = scores[i]!;
+    if (!(v > kth[n]!)) return;
+    const base = n * slots;
+    filled[n] = insertSorted(bestS, bestI, base, slots, filled[n]!, v, i);
+    if (filled[n] === slots) kth[n] = bestS[base + slots - 1]!;
+  };
+  // Once the k-th bests settle, almost no score beats them: test four
+  // neurons with one branch and visit them only when one does (about twice
+  // as fast on V8 as a branch per entry).
+  const dim4 = dim - (dim % 4);
+  for (let row = 0; row < scores.length; row += dim) {
+    for (let n = 0; n < dim4; n += 4) {
+      const i = row + n;
+      if (scores[i]! > kth[n]! || scores[i + 1]! > kth[n + 1]! || scores[i + 2]! > kth[n + 2]! || scores[i + 3]! > kth[n + 3]!) {
+        consider(n, i);
+        consider(n + 1, i + 1);
+        consider(n + 2, i + 2);
+        consider(n + 3, i + 3);
+      }
     }
+    for (let n = dim4; n < dim; n++) consider(n, row + n);
   }
   for (let n = 0; n < dim; n++) {
     for (let j = 0; j < filled[n]!; j++) out[bestI[n * slots + j]!] = 1;
