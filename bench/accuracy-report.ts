@@ -178,7 +178,7 @@ export function report(all: Run[], o: Options): string {
     ]),
   );
 
-  const pct = (x: number) => (Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
+  const pct = (x: number) => (Number.isNaN(x) ? '–' : (100 * x).toFixed(1).replace(/^-0\.0$/, '0.0'));
   const md = [
     `# mini-VTAB-1k accuracy${o.quick ? ' (quick mode)' : ''}`,
     '',
@@ -195,7 +195,7 @@ export function report(all: Run[], o: Options): string {
           '',
           '| comparison | per seed | mean ± std |',
           '| --- | --- | ---: |',
-          ...paired.map((p) => `| ${p.a} − ${p.b} | ${p.perSeed.map((d) => (100 * d).toFixed(1)).join(', ')} | ${pct(p.mean)} ± ${pct(p.std)} |`),
+          ...paired.map((p) => `| ${p.a} − ${p.b} | ${p.perSeed.map(pct).join(', ')} | ${pct(p.mean)} ± ${pct(p.std)} |`),
           '',
         ]
       : []),

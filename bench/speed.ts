@@ -13,7 +13,7 @@ const run = (script: string, ...args: string[]) => {
   if (r.status !== 0) throw new Error(`${script} failed with ${r.status}`);
 };
 run('./step.ts', '--batch', '32', '--rounds', '20');
-run('./selection.ts', '--rounds', '3');
+run('./selection.ts', '--rounds', '5');
 run('./optim.ts', '--rounds', '20', '--steps', '1000');
 
 const read = (name: string): unknown => JSON.parse(readFileSync(here(`./results/${name}.json`), 'utf8'));
