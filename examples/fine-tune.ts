@@ -43,7 +43,7 @@ const optimizer = adamw(warmupCosine({ init: 0, peak: 3e-3, warmupSteps: Math.ce
 const result = fineTune({ model, params: base, mask, train, val: task.val, optimizer, epochs, keepBest: true });
 console.log(`GPS: best epoch ${result.epoch}, test accuracy ${(100 * evaluate(model, result.params, task.test)).toFixed(1)}%`);
 
-// 2. Keep only what changed: a delta of a few kilobytes on the shared base.
+// 2. Keep only what changed: a delta, 8 bytes per changed entry, on the shared base.
 const file = join(mkdtempSync(join(tmpdir(), 'sparsetune-')), 'rotation.delta');
 writeFileSync(file, saveDelta(extractDelta(model.spec, base, result.params, mask)));
 const restored = applyDelta(model.spec, base, loadDelta(new Uint8Array(readFileSync(file))));

@@ -27,3 +27,12 @@ describe('examples run', () => {
     expect(out.length).toBeGreaterThan(0);
   });
 });
+
+describe('the benchmarks guide shows the committed results', () => {
+  const guide = readFileSync(`${root}docs/benchmarks.md`, 'utf8');
+  test.each(['bench/results/accuracy/accuracy.md', 'bench/results/speed.md'])('%s', (file) => {
+    const rows = readFileSync(`${root}${file}`, 'utf8').split('\n').filter((l) => l.startsWith('|'));
+    expect(rows.length).toBeGreaterThan(2);
+    for (const row of rows) expect(guide).toContain(row);
+  });
+});
