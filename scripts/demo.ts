@@ -142,6 +142,7 @@ for (const r of rows) {
     `| ${pad(r.method, 17)} | ${(100 * r.accuracy).toFixed(2).padStart(12)}% | ${r.percent.toFixed(3).padStart(11)} | ${r.percentNoHead.toFixed(3).padStart(12)} | ${r.selectSeconds.toFixed(1).padStart(11)} | ${r.trainSeconds.toFixed(1).padStart(10)} |`,
   );
 }
+if (rows.length > 1) console.log(`(wall-clock seconds; ${rows[0]!.method} ran first and its times include the backend's one-time warm-up)`);
 
 if (gpsResult) {
   const dir = args.out ?? mkdtempSync(join(tmpdir(), 'sparsetune-demo-'));
