@@ -114,12 +114,23 @@ export function report(all: Run[], o: Options): string {
   const [y0, y1] = [Math.min(...pts.map((r) => r.mean)) - 0.02, Math.max(...pts.map((r) => r.mean)) + 0.02];
   const sx = (v: number) => 60 + ((v - x0) / (x1 - x0 || 1)) * (W - 200);
   const sy = (v: number) => H - 40 - ((v - y0) / (y1 - y0 || 1)) * (H - 70);
-  // Methods at the same parameter count share an x: spread their labels
-  // vertically (top to bottom, at least 13 px apart) with a leader line each.
-  const labelled: { r: (typeof pts)[number]; i: number; y: number }[] = [];
+  // Labels sit right of their points, or left where that is taken; one that
+  // still overlaps a label placed before it (best methods first) or another
+  // point moves down, with a leader line to its point.
+  const labelText = (r: (typeof pts)[number]) => `${esc(r.method)} ${(100 * r.mean).toFixed(1)}%${r.percentNoHead === 0 ? ' (0% trainable)' : ''}`;
+  type Box = { x0: number; x1: number; y: number };
+  const dots: Box[] = pts.map((r, i) => ({ x0: sx(xs[i]!) - 5, x1: sx(xs[i]!) + 5, y: sy(r.mean) + 4 }));
+  const labelled: (Box & { r: (typeof pts)[number]; i: number; left: boolean })[] = [];
+  const hit = (b: Box, own: number) => [...labelled, ...dots.filter((_, j) => j !== own)].find((l) => l.x0 < b.x1 && b.x0 < l.x1 && Math.abs(l.y - b.y) < 12.5);
   for (const i of pts.map((_, i) => i).sort((a, b) => pts[b]!.mean - pts[a]!.mean)) {
-    const above = labelled.filter((l) => Math.abs(xs[l.i]! - xs[i]!) < 0.5).map((l) => l.y);
-    labelled.push({ r: pts[i]!, i, y: Math.max(sy(pts[i]!.mean) + 4, ...above.map((y) => y + 13)) });
+    const x = sx(xs[i]!);
+    const width = 6.5 * labelText(pts[i]!).length; // about 6.5 px a character at 11 px
+    const right = { x0: x + 16, x1: x + 16 + width, y: sy(pts[i]!.mean) + 4 };
+    const left = { x0: x - 10 - width, x1: x - 10, y: right.y };
+    if (!hit(right, i) || hit(left, i) || left.x0 < 60) {
+      for (let h = hit(right, i); h; h = hit(right, i)) right.y = h.y + 13;
+      labelled.push({ ...right, r: pts[i]!, i, left: false });
+    } else labelled.push({ ...left, r: pts[i]!, i, left: true });
   }
   writeFileSync(
     join(o.out, 'accuracy-vs-params.svg'),
@@ -129,10 +140,12 @@ export function report(all: Run[], o: Options): string {
       ...[-3, -2, -1, 0, 1, 2].filter((e) => e >= x0 && e <= x1).map((e) => `<text x="${sx(e)}" y="${H - 24}" text-anchor="middle">${10 ** e}%</text>`),
       ...[0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0)).map((v) => `<text x="54" y="${sy(v) + 4}" text-anchor="end">${(100 * v).toFixed(0)}%</text>`),
       ...pts.map((r, i) => `<circle cx="${sx(xs[i]!)}" cy="${sy(r.mean)}" r="4" fill="${r.method === 'gps' ? 'crimson' : 'steelblue'}"/>`),
-      ...labelled.map(({ r, i, y }) => {
+      ...labelled.map(({ r, i, y, left }) => {
         const [x, py] = [sx(xs[i]!), sy(r.mean)];
-        const text = `${esc(r.method)} ${(100 * r.mean).toFixed(1)}%${r.percentNoHead === 0 ? ' (0% trainable)' : ''}`;
-        return `<line x1="${x + 4}" y1="${py}" x2="${x + 14}" y2="${y - 4}" stroke="#999"/><text x="${x + 16}" y="${y}">${text}</text>`;
+        const colour = r.method === 'gps' ? ' fill="crimson"' : '';
+        if (left) return `<text x="${x - 10}" y="${y}" text-anchor="end"${colour}>${labelText(r)}</text>`;
+        const leader = Math.abs(y - 4 - py) > 1 ? `<line x1="${x + 4}" y1="${py}" x2="${x + 14}" y2="${y - 4}" stroke="#999"/>` : `<line x1="${x + 5}" y1="${py}" x2="${x + 14}" y2="${py}" stroke="#999"/>`;
+        return `${leader}<text x="${x + 16}" y="${y}"${colour}>${labelText(r)}</text>`;
       }),
     ]),
   );
@@ -178,6 +191,11 @@ export function report(all: Run[], o: Options): string {
     ]),
   );
 
+  const edges = rows.flatMap((r) =>
+    Object.entries(r.learningRates)
+      .filter(([, lr]) => lr !== undefined && (o.grid[r.method]!.length > 1) && (lr === Math.min(...o.grid[r.method]!) || lr === Math.max(...o.grid[r.method]!)))
+      .map(([t, lr]) => `${r.method}/${t} (${lr === Math.min(...o.grid[r.method]!) ? 'lowest' : 'highest'})`),
+  );
   const pct = (x: number) => (Number.isNaN(x) ? '–' : (100 * x).toFixed(1).replace(/^-0\.0$/, '0.0'));
   const md = [
     `# mini-VTAB-1k accuracy${o.quick ? ' (quick mode)' : ''}`,
@@ -199,6 +217,8 @@ export function report(all: Run[], o: Options): string {
           '',
         ]
       : []),
+    `Learning rates picked at an edge of their grid (a wider grid might do better there): ${edges.length === 0 ? 'none' : edges.join(', ')}.`,
+    '',
     'Plots: `accuracy-vs-params.svg`, `depth.svg` (GPS vs Net by depth), `overlap.svg` (GPS selections across tasks).',
     '',
   ].join('\n');

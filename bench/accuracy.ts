@@ -61,13 +61,21 @@ const METHOD_LIST = quick ? ['gps', 'linear', 'full'] : ['full', 'linear', 'bias
 /** The learning-rate grid per method family (searched on seed 0's validation split). */
 const GRID: Record<string, number[]> = quick
   ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
-  : Object.fromEntries(METHOD_LIST.map((m) => [m, m === 'full' || m === 'lora' ? [3e-4, 1e-3] : m === 'linear' ? [1e-2, 3e-2] : [3e-3, 1e-2]]));
+  : Object.fromEntries(
+      METHOD_LIST.map((m) => [
+        m,
+        // Half-decade steps, wide enough that the rate picked for every method
+        // sits inside its grid rather than at an edge; LoRA, whose adapters
+        // start at zero, wants higher rates than full fine-tuning.
+        m === 'full' ? [3e-4, 1e-3, 3e-3, 1e-2] : m === 'lora' ? [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] : m === 'linear' ? [1e-2, 3e-2, 1e-1, 3e-1] : [3e-3, 1e-2, 3e-2, 1e-1],
+      ]),
+    );
 
 // The epoch count is part of the key: a cached run of another length is never mistaken for this one.
 const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__e${epochs}.json`);
 
 /** Runs every job of one (task, seed) group that is not cached yet. */
-function runGroup(task: string, seed: number, jobs: { method: string; lr: number }[]): void {
+function runGroup(task: string, seed: number, jobs: { method: string; lr: number }[], progress: { done: number; total: number; who: string }): void {
   const todo = jobs.filter((j) => !existsSync(runFile(task, j.method, seed, j.lr)));
   if (todo.length === 0) return;
   const { model: backbone, params: pretrained } = loadBackbone('vit');
@@ -119,7 +127,7 @@ function runGroup(task: string, seed: number, jobs: { method: string; lr: number
     };
     // Adapters add entries: report LoRA's trainable count against the base model's size.
     writeFileSync(runFile(task, method, seed, lr), JSON.stringify(run) + '\n');
-    console.log(`${task} ${method} seed ${seed} lr ${lr}: val ${(100 * run.valAccuracy).toFixed(1)}%, test ${(100 * testAccuracy).toFixed(1)}% (${run.seconds.toFixed(0)} s)`);
+    console.log(`[${progress.who} ${++progress.done}/${progress.total}] ${task} ${method} seed ${seed} lr ${lr}: val ${(100 * run.valAccuracy).toFixed(1)}%, test ${(100 * testAccuracy).toFixed(1)}% (${run.seconds.toFixed(0)} s)`);
   }
 }
 
@@ -139,7 +147,10 @@ await initBackend('wasm');
 mkdirSync(runsDir, { recursive: true });
 if (o.worker !== undefined) {
   const [i, n] = o.worker.split('/').map(Number) as [number, number];
-  phaseGroups(Number(o.phase)).forEach((g, k) => k % n === i && runGroup(g.task, g.seed, g.jobs));
+  const mine = phaseGroups(Number(o.phase)).filter((_, k) => k % n === i);
+  const total = mine.reduce((s, g) => s + g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr))).length, 0);
+  const progress = { done: 0, total, who: `process ${i + 1}/${n}` };
+  for (const g of mine) runGroup(g.task, g.seed, g.jobs, progress);
   process.exit(0);
 }
 
