@@ -119,19 +119,22 @@ function runGroup(task: string, seed: number, jobs: { method: string; lr: number
       testAccuracy,
       trainable: c.trainable,
       trainableNoHead: c.trainableNoHead,
+      // Against the base model's size, so LoRA's adapters count as added entries.
       total: countMask(maskOf(model.spec, () => true)).trainable,
       totalNoHead: countMask(maskOf(model.spec, () => true)).trainableNoHead,
       ...(method === 'gps' || method === 'net' ? { perDepth: [...countMask(kernelPart(mask)).perDepth] } : {}),
       ...(method === 'gps' ? { kernelIndices: Object.fromEntries(Object.entries(kernelPart(mask).bits).map(([p, b]) => [p, [...b.keys()].filter((i) => b[i])])) } : {}),
       seconds: (performance.now() - t0) / 1000,
     };
-    // Adapters add entries: report LoRA's trainable count against the base model's size.
     writeFileSync(runFile(task, method, seed, lr), JSON.stringify(run) + '\n');
     console.log(`[${progress.who} ${++progress.done}/${progress.total}] ${task} ${method} seed ${seed} lr ${lr}: val ${(100 * run.valAccuracy).toFixed(1)}%, test ${(100 * testAccuracy).toFixed(1)}% (${run.seconds.toFixed(0)} s)`);
   }
 }
 
-const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter((r) => r.epochs === epochs) : []);
+// Only runs of this protocol count: a cached run of a rate since dropped from
+// the grid, or of another task, method, seed or length, is never picked.
+const inProtocol = (r: Run) => r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
+const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter(inProtocol) : []);
 const bestLr = (runs: Run[], task: string, method: string) => {
   const cands = runs.filter((r) => r.task === task && r.method === method && r.seed === 0);
   return cands.sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0]?.learningRate;
