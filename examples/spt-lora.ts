@@ -3,16 +3,22 @@
 import {
   addLora,
   adaptersOf,
+  applyDelta,
   count,
   describeMask,
   evaluate,
+  extractDelta,
+  filterTree,
   fineTune,
   fraction,
   initBackend,
   loadBackbone,
+  loadCheckpoint,
   loraMask,
   mergeLora,
   replaceHead,
+  saveCheckpoint,
+  saveDelta,
   selectionEnv,
   spt,
   subset,
@@ -39,5 +45,15 @@ const tuned = fineTune({ model: lora.model, params: lora.params, mask: loraMask(
 // 3. Fold the adapters into their kernels: the base model runs the result at no extra cost.
 const merged = mergeLora(lora.config, tuned.params);
 console.log(`SPT-LoRA: test accuracy ${(100 * evaluate(model, merged, task.test)).toFixed(1)}%`);
-const adapters = adaptersOf(lora.config, tuned.params);
-console.log(`adapter entries: ${Object.values(adapters).reduce((s, t) => s + t.size, 0)}`);
+
+// 4. Or keep it small: the adapters in a checkpoint of their own, the
+//    unstructured entries as a sparse delta on the base.
+const adapterSpec = filterTree(lora.model.spec, (leaf) => leaf.role === 'adapter');
+const adapterFile = saveCheckpoint(adapterSpec, adaptersOf(lora.config, tuned.params));
+const tunedBase = filterTree(tuned.params, (_, path) => path in model.spec);
+const delta = extractDelta(model.spec, base, tunedBase, plan.mask);
+console.log(`adapters ${adapterFile.length} bytes, delta ${saveDelta(delta).length} bytes`);
+
+// Anywhere the base is: apply the delta, add the adapters, merge.
+const rebuilt = mergeLora(lora.config, { ...applyDelta(model.spec, base, delta), ...loadCheckpoint(adapterFile, adapterSpec).params });
+console.log(`rebuilt: test accuracy ${(100 * evaluate(model, rebuilt, task.test)).toFixed(1)}%`);
