@@ -107,8 +107,8 @@ function lastAxisTopK(scores: Float32Array, dim: number, k: number, out: Uint8Ar
     if (filled[n] === slots) kth[n] = bestS[base + slots - 1]!;
   };
   // Once the k-th bests settle, almost no score beats them: test four
-  // neurons with one branch and visit them only when one does (about twice
-  // as fast on V8 as a branch per entry).
+  // neurons with one branch and visit them only when one does (1.1–1.4×
+  // faster on V8 than a branch per entry, measured side by side).
   const dim4 = dim - (dim % 4);
   for (let row = 0; row < scores.length; row += dim) {
     for (let n = 0; n < dim4; n += 4) {
