@@ -41,14 +41,19 @@ function svg(width: number, height: number, body: string[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" fill="white"/>\n${body.join('\n')}\n</svg>\n`;
 }
 
+/** The learning rate a (task, method) uses: best validation accuracy on seed 0, ties to the lower rate. */
+export function bestLearningRate(runs: Run[], task: string, method: string): number | undefined {
+  const cands = runs.filter((r) => r.task === task && r.method === method && r.seed === 0);
+  return cands.sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0]?.learningRate;
+}
+
 /** Writes accuracy.json, accuracy.md and the plots; returns the markdown. */
 export function report(all: Run[], o: Options): string {
-  // The learning rate each (task, method) uses: best validation accuracy on seed 0.
   const chosen = new Map<string, number>();
   for (const t of o.tasks) {
     for (const m of o.methods) {
-      const c = all.filter((r) => r.task === t && r.method === m && r.seed === 0).sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0];
-      if (c) chosen.set(`${t}/${m}`, c.learningRate);
+      const lr = bestLearningRate(all, t, m);
+      if (lr !== undefined) chosen.set(`${t}/${m}`, lr);
     }
   }
   const final = all.filter((r) => chosen.get(`${r.task}/${r.method}`) === r.learningRate && o.seeds.includes(r.seed));
@@ -191,11 +196,14 @@ export function report(all: Run[], o: Options): string {
     ]),
   );
 
-  const edges = rows.flatMap((r) =>
-    Object.entries(r.learningRates)
-      .filter(([, lr]) => lr !== undefined && (o.grid[r.method]!.length > 1) && (lr === Math.min(...o.grid[r.method]!) || lr === Math.max(...o.grid[r.method]!)))
-      .map(([t, lr]) => `${r.method}/${t} (${lr === Math.min(...o.grid[r.method]!) ? 'lowest' : 'highest'})`),
-  );
+  const edges = rows.flatMap((r) => {
+    const grid = o.grid[r.method]!;
+    const [lo, hi] = [Math.min(...grid), Math.max(...grid)];
+    if (grid.length < 2) return [];
+    return Object.entries(r.learningRates)
+      .filter(([, lr]) => lr === lo || lr === hi)
+      .map(([t, lr]) => `${r.method}/${t} (${lr === lo ? 'lowest' : 'highest'})`);
+  });
   const pct = (x: number) => (Number.isNaN(x) ? '–' : (100 * x).toFixed(1).replace(/^-0\.0$/, '0.0'));
   const md = [
     `# mini-VTAB-1k accuracy${o.quick ? ' (quick mode)' : ''}`,

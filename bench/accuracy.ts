@@ -37,7 +37,7 @@ import {
   type Params,
   type Selector,
 } from '../src/index.js';
-import type { Run } from './accuracy-report.js';
+import { bestLearningRate, type Run } from './accuracy-report.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -74,9 +74,19 @@ const GRID: Record<string, number[]> = quick
 // The epoch count is part of the key: a cached run of another length is never mistaken for this one.
 const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__e${epochs}.json`);
 
-/** Runs every job of one (task, seed) group that is not cached yet. */
-function runGroup(task: string, seed: number, jobs: { method: string; lr: number }[], progress: { done: number; total: number; who: string }): void {
-  const todo = jobs.filter((j) => !existsSync(runFile(task, j.method, seed, j.lr)));
+/** The runs of one task and seed, one per method and learning rate. */
+interface Group {
+  task: string;
+  seed: number;
+  jobs: { method: string; lr: number }[];
+}
+/** The jobs of a group that are not cached yet. */
+const pending = (g: Group) => g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr)));
+
+/** Runs every job of one group that is not cached yet. */
+function runGroup(g: Group, progress: { done: number; total: number; who: string }): void {
+  const { task, seed } = g;
+  const todo = pending(g);
   if (todo.length === 0) return;
   const { model: backbone, params: pretrained } = loadBackbone('vit');
   const t = buildTask(task, { seed });
@@ -135,15 +145,11 @@ function runGroup(task: string, seed: number, jobs: { method: string; lr: number
 // the grid, or of another task, method, seed or length, is never picked.
 const inProtocol = (r: Run) => r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
 const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter(inProtocol) : []);
-const bestLr = (runs: Run[], task: string, method: string) => {
-  const cands = runs.filter((r) => r.task === task && r.method === method && r.seed === 0);
-  return cands.sort((a, b) => b.valAccuracy - a.valAccuracy || a.learningRate - b.learningRate)[0]?.learningRate;
-};
-/** The (task, seed) groups of a phase with their jobs. */
-function phaseGroups(phase: number): { task: string; seed: number; jobs: { method: string; lr: number }[] }[] {
+/** The groups of a phase: the grid on seed 0, then each method's picked rate on the other seeds. */
+function phaseGroups(phase: number): Group[] {
   if (phase === 1) return TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }));
   const runs = readRuns();
-  return TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLr(runs, task, method)! })) })));
+  return TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLearningRate(runs, task, method)! })) })));
 }
 
 await initBackend('wasm');
@@ -151,9 +157,8 @@ mkdirSync(runsDir, { recursive: true });
 if (o.worker !== undefined) {
   const [i, n] = o.worker.split('/').map(Number) as [number, number];
   const mine = phaseGroups(Number(o.phase)).filter((_, k) => k % n === i);
-  const total = mine.reduce((s, g) => s + g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr))).length, 0);
-  const progress = { done: 0, total, who: `process ${i + 1}/${n}` };
-  for (const g of mine) runGroup(g.task, g.seed, g.jobs, progress);
+  const progress = { done: 0, total: mine.reduce((s, g) => s + pending(g).length, 0), who: `process ${i + 1}/${n}` };
+  for (const g of mine) runGroup(g, progress);
   process.exit(0);
 }
 
@@ -164,7 +169,7 @@ if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expec
 for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
   const groups = phaseGroups(phase);
   const total = groups.reduce((s, g) => s + g.jobs.length, 0);
-  const todo = groups.reduce((s, g) => s + g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr))).length, 0);
+  const todo = groups.reduce((s, g) => s + pending(g).length, 0);
   ran += todo;
   console.log(`phase ${phase}: ${todo} of ${total} runs to do (the rest are cached) in ${workers} processes`);
   await Promise.all(
