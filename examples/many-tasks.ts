@@ -41,11 +41,12 @@ for (const [name, task] of Object.entries(tasks)) {
 }
 
 // 2. Later, anywhere the base is: load a task's delta and apply it.
-const deltas = Object.keys(tasks).map((name) => loadDelta(new Uint8Array(readFileSync(join(dir, `${name}.delta`)))));
-for (const [i, [name, task]] of Object.entries(tasks).entries()) {
-  const bytes = readFileSync(join(dir, `${name}.delta`)).length;
-  console.log(`${name}: ${bytes} bytes, test accuracy ${(100 * evaluate(model, applyDelta(model.spec, base, deltas[i]!), task.test)).toFixed(1)}%`);
-}
+const deltas = Object.entries(tasks).map(([name, task]) => {
+  const bytes = new Uint8Array(readFileSync(join(dir, `${name}.delta`)));
+  const delta = loadDelta(bytes);
+  console.log(`${name}: ${bytes.length} bytes, test accuracy ${(100 * evaluate(model, applyDelta(model.spec, base, delta), task.test)).toFixed(1)}%`);
+  return delta;
+});
 
 // 3. A delta only goes onto the base it was made on.
 try {
