@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, expect, test } from 'vitest';
 import { BackendError, initBackend } from '../src/index.js';
@@ -27,4 +31,19 @@ test("'tensorflow' without a native package says what to install and what it nee
 test('an unknown backend name is an error', async () => {
   // @ts-expect-error not a backend name
   await expect(initBackend('webgpu')).rejects.toThrow("initBackend: unknown backend 'webgpu'; expected 'wasm', 'cpu' or 'tensorflow'");
+});
+
+test.each(['throw in a timer', 'rejected top-level await'])("after initBackend on wasm, an uncaught error (%s) prints the user's message and stack, not the wasm glue, and exits 1", (how) => {
+  // The emscripten glue re-throws from its own process handlers: before the
+  // fix this printed ~38 KB of minified source under tsx and exited 7.
+  const dir = mkdtempSync(join(tmpdir(), 'sparsetune-uncaught-'));
+  const script = join(dir, 'main.mts');
+  const index = new URL('../src/index.ts', import.meta.url).pathname;
+  const fail = how === 'throw in a timer' ? "setTimeout(() => { throw new Error('user message 42'); });" : "await Promise.reject(new Error('user message 42'));";
+  writeFileSync(script, `import { initBackend } from ${JSON.stringify(index)};\nawait initBackend();\n${fail}\n`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain('user message 42');
+  expect(r.stderr).toContain('main.mts');
+  expect(r.stderr.length).toBeLessThan(2000);
 });

@@ -75,5 +75,36 @@ export async function initBackend(
   const ok = await tf.setBackend(name);
   if (!ok) throw new BackendError(`initBackend: backend '${name}' failed to initialise`);
   await tf.ready();
+  removeEmscriptenHandlers();
   return tf.getBackend();
+}
+
+/** The part of Node's `process` that {@link removeEmscriptenHandlers} uses. */
+interface ListenerHost {
+  listeners(event: string): ((...args: unknown[]) => void)[];
+  removeListener(event: string, listener: (...args: unknown[]) => void): void;
+}
+
+// The wasm backend's emscripten glue, when its module starts in Node, adds
+//   process.on('uncaughtException', (ex) => { if (!(ex instanceof ExitStatus)) throw ex; })
+//   process.on('unhandledRejection', (reason) => { throw reason; })
+// Re-throwing from a handler makes Node report every later uncaught error of
+// the user's as thrown inside the glue (with source maps on, after ~38 KB of
+// minified source) and exit with code 7. tfjs never calls emscripten's
+// exit(), so the handlers have no other job: remove them, recognised by their
+// source, and Node reports the user's own error and stack with exit code 1.
+const GLUE_HANDLERS: Readonly<Record<string, RegExp>> = {
+  uncaughtException: /instanceof\s+ExitStatus/,
+  unhandledRejection: /^function\s*\(\s*(\w+)\s*\)\s*\{\s*throw\s+\1\s*;?\s*\}$/,
+};
+
+function removeEmscriptenHandlers(): void {
+  // Through globalThis, so a browser (no `process`) and bundlers see nothing to polyfill.
+  const host = (globalThis as { process?: Partial<ListenerHost> }).process;
+  if (typeof host?.listeners !== 'function' || typeof host.removeListener !== 'function') return;
+  for (const [event, glue] of Object.entries(GLUE_HANDLERS)) {
+    for (const l of host.listeners(event)) {
+      if (glue.test(Function.prototype.toString.call(l).trim())) host.removeListener(event, l);
+    }
+  }
 }
