@@ -15,7 +15,6 @@ import {
   ablations,
   addLora,
   bitfit,
-  buildTask,
   countMask,
   evaluate,
   fineTune,
@@ -24,19 +23,18 @@ import {
   initBackend,
   kernelPart,
   linearProbe,
-  loadBackbone,
   loraMask,
   maskOf,
   replaceHead,
   select,
   selectionEnv,
   spt,
-  TASKS,
   fraction,
   type Mask,
   type Params,
   type Selector,
 } from '../src/index.js';
+import { buildTask, loadBackbone, TASKS } from '../src/node/index.js';
 import { bestLearningRate, type Run } from './accuracy-report.js';
 
 const { values: o } = parseArgs({

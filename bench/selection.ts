@@ -9,7 +9,8 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, leafSize, paramSpec, paths, rng, tree, type Params, type Tensor } from '../src/index.js';
-import { batches, buildTask } from '../src/data/index.js';
+import { batches } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
 import { BACKBONES, crossEntropy, replaceHead } from '../src/models/index.js';
 import { fromScores, gps, neuron, select, selectionEnv } from '../src/selection/index.js';
 import { machine, median, writeResults } from './lib.js';

@@ -12,19 +12,18 @@ import {
   fineTune,
   gps,
   initBackend,
-  loadBackbone,
   loadDelta,
   loraMask,
   maskOf,
   mergeLora,
   replaceHead,
-  rotation,
   saveDelta,
   select,
   selectionEnv,
   subset,
   warmupCosine,
 } from 'sparsetune';
+import { loadBackbone, rotation } from 'sparsetune/node';
 
 await initBackend();
 const quick = process.env.SPARSETUNE_QUICK === '1';

@@ -1,5 +1,16 @@
 // Getting started: pick a tiny subset of a pre-trained ViT's own weights for a new task, train only those.
-import { describeMask, digits, evaluate, fineTune, gps, initBackend, loadBackbone, replaceHead, select, selectionEnv, subset } from 'sparsetune';
+import {
+  describeMask,
+  evaluate,
+  fineTune,
+  gps,
+  initBackend,
+  replaceHead,
+  select,
+  selectionEnv,
+  subset,
+} from 'sparsetune';
+import { digits, loadBackbone } from 'sparsetune/node';
 
 await initBackend(); // wasm
 const quick = process.env.SPARSETUNE_QUICK === '1';

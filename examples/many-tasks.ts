@@ -5,22 +5,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   applyDelta,
-  count,
   evaluate,
   extractDelta,
   fineTune,
   gps,
   initBackend,
-  loadBackbone,
   loadDelta,
   mergeDeltas,
   replaceHead,
-  rotation,
   saveDelta,
   select,
   selectionEnv,
   subset,
 } from 'sparsetune';
+import { count, loadBackbone, rotation } from 'sparsetune/node';
 
 await initBackend();
 const quick = process.env.SPARSETUNE_QUICK === '1';

@@ -2,7 +2,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accuracy, batches, buildTask, initBackend, loadBackbone, readCheckpoint, replaceHead, TASKS, vit, writeCheckpoint } from 'sparsetune';
+import { accuracy, batches, initBackend, replaceHead, vit } from 'sparsetune';
+import { buildTask, loadBackbone, readCheckpoint, TASKS, writeCheckpoint } from 'sparsetune/node';
 
 await initBackend();
 

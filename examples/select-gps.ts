@@ -3,7 +3,6 @@ import {
   ablations,
   byRole,
   describeMask,
-  digitsNoisy,
   exactly,
   fraction,
   gps,
@@ -12,7 +11,6 @@ import {
   kernelPart,
   linearProbe,
   countMask,
-  loadBackbone,
   magnitude,
   net,
   neuron,
@@ -25,6 +23,7 @@ import {
   subset,
   union,
 } from 'sparsetune';
+import { digitsNoisy, loadBackbone } from 'sparsetune/node';
 
 await initBackend();
 const quick = process.env.SPARSETUNE_QUICK === '1';

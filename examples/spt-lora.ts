@@ -4,7 +4,6 @@ import {
   addLora,
   adaptersOf,
   applyDelta,
-  count,
   describeMask,
   evaluate,
   extractDelta,
@@ -12,7 +11,6 @@ import {
   fineTune,
   fraction,
   initBackend,
-  loadBackbone,
   loadCheckpoint,
   loraMask,
   mergeLora,
@@ -23,6 +21,7 @@ import {
   spt,
   subset,
 } from 'sparsetune';
+import { count, loadBackbone } from 'sparsetune/node';
 
 await initBackend();
 const quick = process.env.SPARSETUNE_QUICK === '1';

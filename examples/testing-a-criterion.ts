@@ -1,6 +1,18 @@
 // A criterion of your own, property-tested with the kit: the pruning world's "Taylor" score |W·∇W|.
 import fc from 'fast-check';
-import { buildTask, fromScores, gradient, initBackend, magnitude, mapTree, neuron, scoresOf, selectionEnv, subset, vit } from 'sparsetune';
+import {
+  fromScores,
+  gradient,
+  initBackend,
+  magnitude,
+  mapTree,
+  neuron,
+  scoresOf,
+  selectionEnv,
+  subset,
+  vit,
+} from 'sparsetune';
+import { buildTask } from 'sparsetune/node';
 import { checkLaws, criterionLaws, selectorLaws } from 'sparsetune/testing';
 
 await initBackend();

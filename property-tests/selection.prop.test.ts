@@ -1,10 +1,16 @@
 // Laws of masks and selectors over random specs, scores and masks.
 import { fc, test } from '@fast-check/vitest';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test as plain } from 'vitest';
 import { BudgetError, leafSize, MaskError, paths, tree, type ParamSpec } from '../src/index.js';
-import { checkLaws, maskAlgebraLaws, maskFor as kitMaskFor, scoresFor as kitScoresFor, specArb as kitSpecArb } from '../src/testing/index.js';
+import {
+  checkLaws,
+  maskAlgebraLaws,
+  maskFor as kitMaskFor,
+  scoresFor as kitScoresFor,
+  specArb as kitSpecArb,
+} from '../src/testing/index.js';
 import {
   complement,
   exactly,

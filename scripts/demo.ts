@@ -10,7 +10,6 @@ import { parseArgs } from 'node:util';
 import {
   applyDelta,
   BACKBONES,
-  buildTask,
   countMask,
   evaluate,
   extractDelta,
@@ -19,20 +18,19 @@ import {
   gps,
   initBackend,
   linearProbe,
-  loadBackbone,
   loadDelta,
   replaceHead,
   saveCheckpoint,
   saveDelta,
   select,
   selectionEnv,
-  TASKS,
   type BackboneName,
   type BackendName,
   type Mask,
   type Params,
   type Selector,
 } from '../src/index.js';
+import { buildTask, loadBackbone, TASKS } from '../src/node/index.js';
 
 const METHODS: Record<string, { selector: (k: number) => Selector; learningRate: number; label: string }> = {
   gps: { selector: (k) => gps({ k }), learningRate: 1e-2, label: 'GPS' },

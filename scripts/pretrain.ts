@@ -6,8 +6,10 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, rng, type Params, type Tensor } from '../src/index.js';
-import { batches, fashionPartition, type ImageSet } from '../src/data/index.js';
-import { accuracy, BACKBONES, checkpointPath, crossEntropy, writeCheckpoint, type BackboneName } from '../src/models/index.js';
+import { batches, type ImageSet } from '../src/data/index.js';
+import { fashionPartition } from '../src/node/index.js';
+import { accuracy, BACKBONES, crossEntropy, type BackboneName } from '../src/models/index.js';
+import { checkpointPath, writeCheckpoint } from '../src/node/index.js';
 
 const { values: o } = parseArgs({
   options: {

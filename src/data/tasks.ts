@@ -7,7 +7,8 @@
  * @module
  */
 import { rng, type Rng } from '../core/index.js';
-import { fashionPartition, mnistPartition, PIXELS, SIDE, subset, type ImageSet } from './images.js';
+import { fashionPartition, mnistPartition } from './datasets.js';
+import { PIXELS, SIDE, subset, type ImageSet } from './images.js';
 
 /**
  * VTAB's three groups.

@@ -1,19 +1,24 @@
 /**
- * The three backbones of the benchmark, their standard configs, and the
- * checkpoints pre-trained on Fashion-MNIST that ship in `checkpoints/`.
+ * The three backbones of the benchmark and their standard configs. Their
+ * checkpoints, pre-trained on Fashion-MNIST, ship in the package's
+ * `checkpoints/` folder: `loadBackbone` in `sparsetune/node` reads them from
+ * disk, {@link backboneFromBytes} takes the bytes from anywhere (a `fetch` in
+ * the browser).
  *
  * @module
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Params } from '../core/index.js';
-import { readCheckpoint, type CheckpointHeader } from './checkpoint.js';
+import { loadCheckpoint, type CheckpointHeader } from './checkpoint.js';
 import { cnn } from './cnn.js';
 import { mlp } from './mlp.js';
 import { vit } from './vit.js';
 
 /**
  * The standard backbones, each with a 10-way head (Fashion-MNIST's classes).
+ * @example
+ * ```ts
+ * const model = BACKBONES.vit(); // the architecture, without weights
+ * ```
  * @category Models
  */
 export const BACKBONES = {
@@ -32,29 +37,35 @@ export const BACKBONES = {
 export type BackboneName = keyof typeof BACKBONES;
 
 /**
- * Where a backbone's shipped checkpoint lives.
+ * A loaded backbone: the model, its pre-trained parameters, and the
+ * checkpoint's header (how it was trained, its accuracy).
  * @category Models
  */
-export function checkpointPath(name: BackboneName): string {
-  return fileURLToPath(new URL(`../../checkpoints/${name}.ckpt`, import.meta.url));
+export interface Backbone<N extends BackboneName> {
+  /** The model with its 10-way Fashion-MNIST head. */
+  readonly model: ReturnType<(typeof BACKBONES)[N]>;
+  /** The pre-trained parameters. */
+  readonly params: Params;
+  /** The checkpoint's header. */
+  readonly header: CheckpointHeader;
 }
 
 /**
- * A standard backbone with its pre-trained parameters from `checkpoints/`.
+ * A standard backbone with its pre-trained parameters read from the bytes of
+ * its checkpoint (`checkpoints/<name>.ckpt` in the package), for code that
+ * cannot read files, such as a page in a browser. The checkpoint is checked
+ * against the backbone's spec.
  * @example
  * ```ts
- * const { model, params } = loadBackbone('vit');
- * const task = model.withClasses(4);
- * const taskParams = replaceHead(task, params, 0);
+ * const bytes = new Uint8Array(await (await fetch('vit.ckpt')).arrayBuffer());
+ * const { model, params } = backboneFromBytes('vit', bytes);
  * ```
  * @category Models
  */
-export function loadBackbone<N extends BackboneName>(name: N): { model: ReturnType<(typeof BACKBONES)[N]>; params: Params; header: CheckpointHeader } {
+export function backboneFromBytes<N extends BackboneName>(name: N, bytes: Uint8Array): Backbone<N> {
   const factory = BACKBONES[name] as (() => ReturnType<(typeof BACKBONES)[N]>) | undefined;
   if (factory === undefined) throw new RangeError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
-  const file = checkpointPath(name);
-  if (!existsSync(file)) throw new Error(`loadBackbone: no checkpoint at ${file}; run \`npm run pretrain -- --model ${name}\``);
   const model = factory();
-  const { params, header } = readCheckpoint(file, model.spec);
+  const { params, header } = loadCheckpoint(bytes, model.spec);
   return { model, params, header };
 }

@@ -4,10 +4,18 @@
  *
  * @module
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { packFile, unpackFile, type FileHeader } from '../core/binary.js';
-import { assertMatchesSpec, leafSize, paths, SpecError, tree, type LeafSpec, type ParamSpec, type Params } from '../core/index.js';
+import {
+  assertMatchesSpec,
+  leafSize,
+  paths,
+  SpecError,
+  tree,
+  type LeafSpec,
+  type ParamSpec,
+  type Params,
+} from '../core/index.js';
 
 const KIND = 'checkpoint';
 const FORMAT = 1;
@@ -91,20 +99,4 @@ export function loadCheckpoint(bytes: Uint8Array, spec?: ParamSpec): { params: P
   });
   if (at !== values.length) throw new SpecError(`loadCheckpoint: the spec covers ${at} values but the payload holds ${values.length}`);
   return { params: tree(entries), header };
-}
-
-/**
- * {@link saveCheckpoint} to a file.
- * @category Checkpoints
- */
-export function writeCheckpoint(file: string, spec: ParamSpec, params: Params, options: SaveOptions = {}): void {
-  writeFileSync(file, saveCheckpoint(spec, params, options));
-}
-
-/**
- * {@link loadCheckpoint} from a file.
- * @category Checkpoints
- */
-export function readCheckpoint(file: string, spec?: ParamSpec): { params: Params; header: CheckpointHeader } {
-  return loadCheckpoint(new Uint8Array(readFileSync(file)), spec);
 }

@@ -78,8 +78,13 @@ export interface FineTuneOptions {
   readonly onStep?: (p: StepProgress) => void;
   /** Called after every epoch. */
   readonly onEpoch?: (r: EpochRecord) => void;
-  /** Draw a progress bar on stderr (default: when stderr is a terminal). */
-  readonly progressBar?: boolean;
+  /**
+   * Progress after every step: a function to draw it, `false` for none, or
+   * `true`/absent for the default set with {@link setDefaultProgress}.
+   * Importing `sparsetune/node` makes that default a bar on stderr when
+   * stderr is a terminal; in a browser there is no default.
+   */
+  readonly progressBar?: boolean | ((p: StepProgress) => void);
 }
 
 /**
@@ -111,11 +116,22 @@ export function evaluate(model: Model<readonly [28, 28, 1], number, number>, par
   return hits / set.n;
 }
 
-function bar(p: StepProgress): void {
-  const width = 24;
-  const filled = Math.round((width * p.step) / p.steps);
-  process.stderr.write(`\r  epoch ${p.epoch} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)}  `);
-  if (p.step === p.steps) process.stderr.write('\n');
+// The core never touches `process`, so it runs in a browser; the Node entry
+// installs its terminal bar here.
+let defaultProgress: ((p: StepProgress) => void) | undefined;
+
+/**
+ * Sets the progress reporter {@link fineTune} uses when its `progressBar`
+ * option is absent or `true`; `undefined` turns the default off.
+ * `sparsetune/node` sets a bar on stderr when stderr is a terminal.
+ * @example
+ * ```ts
+ * setDefaultProgress((p) => (status.textContent = `epoch ${p.epoch}: ${p.step}/${p.steps}`));
+ * ```
+ * @category Training
+ */
+export function setDefaultProgress(report: ((p: StepProgress) => void) | undefined): void {
+  defaultProgress = report;
 }
 
 /**
@@ -160,7 +176,7 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
   let state: OptState = tf.tidy(() => tx.init(current));
   const owned = new Set<tf.Tensor>();
   const full = () => ({ ...frozen, ...current });
-  const showBar = o.progressBar ?? process.stderr.isTTY === true;
+  const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
   const history: EpochRecord[] = [];
   let best: { acc: number; epoch: number; params: Params } | undefined;
   const r = rng(seed).fork('fineTune');
@@ -198,7 +214,7 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
         step++;
         const p = { epoch, step, steps, loss };
         o.onStep?.(p);
-        if (showBar) bar(p);
+        report?.(p);
       }
       const valAccuracy = o.val ? evaluate(model, full(), o.val) : undefined;
       const record: EpochRecord = { epoch, loss: lossSum / steps, ...(valAccuracy === undefined ? {} : { valAccuracy }), seconds: (performance.now() - t0) / 1000 };

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import type { BooleanAlgebra } from 'fp-ts/BooleanAlgebra';
-import type { Eq } from 'fp-ts/Eq';
-import type { Monoid } from 'fp-ts/Monoid';
+import type { BooleanAlgebra } from 'fp-ts/lib/BooleanAlgebra.js';
+import type { Eq } from 'fp-ts/lib/Eq.js';
+import type { Monoid } from 'fp-ts/lib/Monoid.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { leafSize, mapTree, MaskError, paths, type LeafSpec, type ParamSpec, type Tree } from '../core/index.js';
 import { countOnes } from './topk.js';

@@ -3,12 +3,25 @@
  *
  * @module
  */
-import * as E from 'fp-ts/Either';
-import { pipe } from 'fp-ts/function';
+import * as E from 'fp-ts/lib/Either.js';
+import { pipe } from 'fp-ts/lib/function.js';
 import { leafSize, type Role } from '../core/index.js';
 import { maskOf, ones, type Mask } from './mask.js';
 import { gradient, magnitude, random, sensitivity, type SelectionEnv, type SelectionLoss } from './scores.js';
-import { all, byRole, fraction, layer, net, neuron, only, sameAs, select, union, type Budget, type Selector } from './selector.js';
+import {
+  all,
+  byRole,
+  fraction,
+  layer,
+  net,
+  neuron,
+  only,
+  sameAs,
+  select,
+  union,
+  type Budget,
+  type Selector,
+} from './selector.js';
 import type { Criterion } from './scores.js';
 
 /**

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import * as E from 'fp-ts/Either';
-import { pipe } from 'fp-ts/function';
+import * as E from 'fp-ts/lib/Either.js';
+import { pipe } from 'fp-ts/lib/function.js';
 import { BudgetError, pathMatcher, paths, SparsetuneError, type LeafSpec, type Role } from '../core/index.js';
 import { assertMaskFor, maskAlgebra, maskOf, ones, type Mask } from './mask.js';
 import { scoresOf, type Criterion, type SelectionEnv } from './scores.js';

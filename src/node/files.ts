@@ -1,0 +1,63 @@
+/**
+ * Checkpoints and deltas on disk: the byte-level functions of the root entry
+ * (`saveCheckpoint`/`loadCheckpoint`, `saveDelta`/`loadDelta`) with a file
+ * read or written around them.
+ *
+ * @module
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { ParamSpec, Params } from '../core/index.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointHeader, type SaveOptions } from '../models/checkpoint.js';
+import { loadDelta, saveDelta, type Delta } from '../optim/delta.js';
+
+/**
+ * {@link saveCheckpoint} to a file.
+ * @example
+ * ```ts
+ * import { writeCheckpoint } from 'sparsetune/node';
+ * writeCheckpoint('tuned.ckpt', model.spec, tuned, { meta: { task: 'digits' } });
+ * ```
+ * @category Files
+ */
+export function writeCheckpoint(file: string, spec: ParamSpec, params: Params, options: SaveOptions = {}): void {
+  writeFileSync(file, saveCheckpoint(spec, params, options));
+}
+
+/**
+ * {@link loadCheckpoint} from a file.
+ * @example
+ * ```ts
+ * import { readCheckpoint } from 'sparsetune/node';
+ * const { params } = readCheckpoint('tuned.ckpt', model.spec);
+ * ```
+ * @category Files
+ */
+export function readCheckpoint(file: string, spec?: ParamSpec): { params: Params; header: CheckpointHeader } {
+  return loadCheckpoint(new Uint8Array(readFileSync(file)), spec);
+}
+
+/**
+ * {@link saveDelta} to a file.
+ * @example
+ * ```ts
+ * import { writeDelta } from 'sparsetune/node';
+ * writeDelta('digits.delta', extractDelta(model.spec, pretrained, tuned, mask));
+ * ```
+ * @category Files
+ */
+export function writeDelta(file: string, delta: Delta): void {
+  writeFileSync(file, saveDelta(delta));
+}
+
+/**
+ * {@link loadDelta} from a file.
+ * @example
+ * ```ts
+ * import { readDelta } from 'sparsetune/node';
+ * const taskParams = applyDelta(model.spec, pretrained, readDelta('digits.delta'));
+ * ```
+ * @category Files
+ */
+export function readDelta(file: string): Delta {
+  return loadDelta(new Uint8Array(readFileSync(file)));
+}

@@ -1,0 +1,32 @@
+/**
+ * `sparsetune/node`: what needs Node's file system or terminal. The shipped
+ * backbones read from the package's `checkpoints/`, checkpoints and deltas
+ * read from and written to files, the datasets the `mnist` and
+ * `fashion-mnist` packages ship and the mini-VTAB-1k tasks drawn from them,
+ * and a progress bar on stderr. Everything else, and the byte-level
+ * versions of these (`loadCheckpoint`, `loadDelta`, `backboneFromBytes`),
+ * is in the root entry `sparsetune`, which runs in a browser too.
+ *
+ * Importing this entry makes {@link stderrProgressBar} `fineTune`'s default
+ * progress report when stderr is a terminal.
+ *
+ * @example
+ * ```ts
+ * import { initBackend, gps, select, selectionEnv } from 'sparsetune';
+ * import { digits, loadBackbone } from 'sparsetune/node';
+ * await initBackend();
+ * const { model, params } = loadBackbone('vit');
+ * const mask = select(gps({ k: 1 }), selectionEnv({ model, params, data: digits().train }));
+ * ```
+ * @packageDocumentation
+ */
+import { setDefaultProgress } from '../optim/train.js';
+import { stderrProgressBar } from './progress.js';
+
+export { checkpointPath, loadBackbone } from './backbones.js';
+export { readCheckpoint, readDelta, writeCheckpoint, writeDelta } from './files.js';
+export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITION_SEED } from '../data/datasets.js';
+export * from '../data/tasks.js';
+export { stderrProgressBar } from './progress.js';
+
+if (process.stderr.isTTY === true) setDefaultProgress(stderrProgressBar);
