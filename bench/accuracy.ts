@@ -1,4 +1,4 @@
-// The accuracy benchmark: mini-VTAB-1k (../shared/BENCHMARKS.md) — every task
+// The accuracy benchmark: mini-VTAB-1k (docs/benchmarks.md describes it) — every task
 // × every method × 3 seeds on the shipped ViT, learning rates picked per
 // method on the validation split of seed 0 and reused for the other seeds.
 // Resumable: each finished run is a JSON file in the runs folder, skipped

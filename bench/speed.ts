@@ -1,4 +1,4 @@
-// Every speed and memory benchmark of ../shared/BENCHMARKS.md, run one after
+// Every speed and memory benchmark (docs/benchmarks.md), run one after
 // another, summarised in one JSON and one markdown table.
 //
 //   npm run bench:speed
