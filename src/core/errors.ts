@@ -60,7 +60,9 @@ export class BackendError extends SparsetuneError {
 }
 
 /**
- * A file is not in the expected format: wrong kind, truncated, or corrupted.
+ * A file is not in the expected format: wrong kind, truncated, corrupted, or
+ * a header field malformed (the message names the field). Also a delta
+ * that cannot become a valid file (`saveDelta`).
  * @category Errors
  */
 export class FormatError extends SparsetuneError {
