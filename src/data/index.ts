@@ -6,3 +6,4 @@ export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITIO
 export * from './tasks.js';
 export { twoViews, type AugmentOptions } from './augment.js';
 export { batches, toTensors, type Batch, type BatchOptions } from './batches.js';
+export { assertImageSet } from './validate.js';
