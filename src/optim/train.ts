@@ -87,9 +87,10 @@ export interface FineTuneOptions {
    * What a step with a non-finite loss does: `'error'` (the default) stops
    * with a {@link NonFiniteError} naming the epoch and step; `'skip'` drops
    * that step's update and optimizer state change and goes on, as optax's
-   * `apply_if_finite` (the epoch's record counts the skipped steps). Either
-   * way no NaN reaches the parameters through the loss. The check reads the
-   * loss the loop reads anyway, so it costs nothing.
+   * `apply_if_finite`, also when the loss is finite but the update is not
+   * (the epoch's record counts the skipped steps). With `'error'` the check
+   * reads the loss the loop reads anyway, so it costs nothing; `'skip'` adds
+   * one reduction over the updates to that same read.
    */
   readonly nonFinite?: 'error' | 'skip';
 }
@@ -212,9 +213,14 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
           const g = Object.fromEntries(dm.trainable.map((p, i) => [p, grads[i]!]));
           const [updates, nextState] = tx.update(g, state, current);
           const next = applyMaskedUpdates(current, updates, dm);
-          return { value, next, nextState };
+          // With 'skip', as optax's apply_if_finite, a non-finite update (from a
+          // finite loss) is caught too: Σ u·0 is 0 for finite updates and NaN
+          // otherwise, so the one scalar the loop reads carries both checks.
+          const checked = nonFinite === 'skip' ? tf.add(value, tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(updates[p]!, 0))))) : value;
+          return { value: checked, next, nextState };
         });
         // The loop reads the loss anyway (for the history); checking it here adds no sync.
+        // (With 'error', a non-finite update from a finite loss shows as a non-finite loss one step later.)
         const loss = out.value.dataSync()[0]!;
         out.value.dispose();
         step++;
@@ -263,6 +269,21 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
         if (best) Object.values(best.params).forEach((t) => t.dispose());
         best = { acc: valAccuracy, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
       }
+    }
+    // A finite loss can still come with a non-finite update; each step's
+    // check sees it one step later, so the last step's is checked here: one
+    // read per run, Σ x·0 being NaN exactly when some x is not finite.
+    const returned = best ? best.params : current;
+    const sum = tf.tidy(() => tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(returned[p]!, 0)))));
+    const finite = Number.isFinite(sum.dataSync()[0]);
+    sum.dispose();
+    if (!finite) {
+      throw new NonFiniteError(
+        `fineTune: the parameters of epoch ${best ? best.epoch : epochs} are not finite although every loss was (an update from a finite loss was not); ` +
+          "lower the learning rate or clip the gradients (clipByGlobalNorm), or pass nonFinite: 'skip' to skip such updates",
+        best ? best.epoch : epochs,
+        steps,
+      );
     }
   } catch (e) {
     // Whatever the loop made goes with the error (a callback's included), which propagates unchanged.
