@@ -11,11 +11,12 @@ const setup = fc
   .map((es) => paramSpec(es.map(([p, shape]) => [p, { shape, role: 'kernel', neuronAxis: 0 }] as const)))
   .chain((spec) => {
     const n = (p: string) => spec[p]!.shape.reduce((a, b) => a * b, 1);
-    const arr = (p: string) => fc.array(fc.oneof(fc.float(), fc.constant(-0)), { minLength: n(p), maxLength: n(p) });
+    const arr = (p: string, finite = false) => fc.array(fc.oneof(fc.float(finite ? { noNaN: true, noDefaultInfinity: true } : {}), fc.constant(-0)), { minLength: n(p), maxLength: n(p) });
     return fc.record({
       spec: fc.constant(spec),
       base: fc.record(Object.fromEntries(paths(spec).map((p) => [p, arr(p)]))),
-      tunedValues: fc.record(Object.fromEntries(paths(spec).map((p) => [p, arr(p)]))),
+      // A delta holds finite values only (saveDelta refuses others); the base may hold anything.
+      tunedValues: fc.record(Object.fromEntries(paths(spec).map((p) => [p, arr(p, true)]))),
       bits: fc.record(Object.fromEntries(paths(spec).map((p) => [p, fc.array(fc.boolean(), { minLength: n(p), maxLength: n(p) })]))),
     });
   });

@@ -47,3 +47,37 @@ test.each(['throw in a timer', 'rejected top-level await'])("after initBackend o
   expect(r.stderr).toContain('main.mts');
   expect(r.stderr.length).toBeLessThan(2000);
 });
+
+test('a native package that loads but registers no backend is a BackendError naming the package', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { pathToFileURL } = await import('node:url');
+  // Stands in for tfjs-node built against another tfjs-core: it loads, and registers nothing with ours.
+  const file = join(mkdtempSync(join(tmpdir(), 'sparsetune-native-')), 'fake-native.mjs');
+  writeFileSync(file, 'export const loaded = true;\n');
+  const name = pathToFileURL(file).href;
+  const error = await initBackend('tensorflow', [name]).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(BackendError);
+  expect((error as Error).message).toContain(`${name} loaded but registered no 'tensorflow' backend`);
+  expect((error as Error).message).toContain('4.22.0');
+});
+
+test('using the library before initBackend says to await initBackend()', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const root = new URL('..', import.meta.url).pathname;
+  // A fresh process: no backend chosen yet (this one's was set up by test/setup.ts).
+  const script = [
+    `import { mlp } from ${JSON.stringify(root + 'src/models/index.ts')};`,
+    `import { loadCheckpoint } from ${JSON.stringify(root + 'src/models/index.ts')};`,
+    'const m = mlp({ input: [2, 2, 1], hidden: [3], classes: 2 });',
+    'for (const f of [() => m.init(0), () => loadCheckpoint(new Uint8Array(8))]) {',
+    '  try { f(); console.log("no error"); } catch (e) { console.log(e.name + ": " + e.message); }',
+    '}',
+  ].join('\n');
+  const out = execFileSync(root + 'node_modules/.bin/tsx', ['--eval', script], { encoding: 'utf8', cwd: root }).trim().split('\n');
+  expect(out).toEqual([
+    "BackendError: mlp.init: no backend is ready; call `await initBackend()` (or initBackend('cpu') / initBackend('tensorflow')) once before using sparsetune",
+    "BackendError: loadCheckpoint: no backend is ready; call `await initBackend()` (or initBackend('cpu') / initBackend('tensorflow')) once before using sparsetune",
+  ]);
+});

@@ -30,6 +30,11 @@ export const NATIVE_MISSING =
   'or `npm install @tensorflow/tfjs-node@4.22.0` for the CPU build. Both download libtensorflow at install time, ' +
   "so they need internet access; without it use 'wasm' or 'cpu'.";
 
+/** Whether a backend factory of that name is registered (tfjs's `findBackendFactory` logs rather than answers). */
+function backendRegistered(name: string): boolean {
+  return tf.engine().registryFactory[name] != null;
+}
+
 /** Imports the first native package that resolves; the specifiers are variables so neither is needed to build. */
 async function loadNative(candidates: readonly string[]): Promise<string> {
   for (const name of candidates) {
@@ -67,7 +72,17 @@ export async function initBackend(
   if (name !== 'wasm' && name !== 'cpu' && name !== 'tensorflow') {
     throw new BackendError(`initBackend: unknown backend '${String(name)}'; expected 'wasm', 'cpu' or 'tensorflow'`);
   }
-  if (name === 'tensorflow') await loadNative(nativePackages);
+  if (name === 'tensorflow') {
+    const pkg = await loadNative(nativePackages);
+    // A package can load and still register nothing: a copy of tfjs-core
+    // other than ours (another version) keeps its own registry.
+    if (!backendRegistered('tensorflow')) {
+      throw new BackendError(
+        `initBackend('tensorflow'): ${pkg} loaded but registered no 'tensorflow' backend with this copy of @tensorflow/tfjs-core; ` +
+          'it most likely depends on another tfjs-core version: install it at 4.22.0, the version of every other @tensorflow package here (`npm ls @tensorflow/tfjs-core` shows the copies)',
+      );
+    }
+  }
   // The cpu backend greets its first write in Node with advice to install
   // tfjs-node; we document the backends instead, so silence it for good.
   const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
@@ -106,5 +121,27 @@ function removeEmscriptenHandlers(): void {
     for (const l of host.listeners(event)) {
       if (glue.test(Function.prototype.toString.call(l).trim())) host.removeListener(event, l);
     }
+  }
+}
+
+/**
+ * Throws a {@link BackendError} telling the user to `await initBackend()`
+ * unless a backend is initialised and ready. Without it, tfjs picks a
+ * backend on first use and, for wasm, fails with a message that never
+ * mentions {@link initBackend}. The check reads two fields of tfjs's engine
+ * (no tensor is made, nothing syncs), so entry points call it freely.
+ * @param what - the entry point, named in the message.
+ * @example
+ * ```ts
+ * requireBackend('fineTune'); // throws before `await initBackend()`
+ * ```
+ * @category Backends
+ */
+export function requireBackend(what: string): void {
+  // Pinned tfjs-core 4.22.0: `backendInstance` is set once a backend is
+  // initialised; `pendingBackendInit` while an async one (wasm) is loading.
+  const engine = tf.engine() as unknown as { backendInstance: unknown; pendingBackendInit: unknown };
+  if (engine.backendInstance == null || engine.pendingBackendInit != null) {
+    throw new BackendError(`${what}: no backend is ready; call \`await initBackend()\` (or initBackend('cpu') / initBackend('tensorflow')) once before using sparsetune`);
   }
 }

@@ -60,10 +60,58 @@ export class BackendError extends SparsetuneError {
 }
 
 /**
- * A file is not in the expected format: wrong kind, truncated, or corrupted.
+ * A file is not in the expected format: wrong kind, truncated, corrupted, or
+ * a header field malformed (the message names the field). Also a delta
+ * that cannot become a valid file (`saveDelta`).
  * @category Errors
  */
 export class FormatError extends SparsetuneError {
   /** The class name, as `Error` subclasses report it. */
   override readonly name = 'FormatError';
+}
+
+/**
+ * Data handed to training, evaluation or selection is unusable: empty, a
+ * wrong image size, a non-finite pixel, a label out of range, or labels and
+ * images that do not pair up. Raised before anything is computed.
+ * @category Errors
+ */
+export class DataError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
+  override readonly name = 'DataError';
+}
+
+/**
+ * An option or hyper-parameter is out of range or not finite (a learning
+ * rate of `NaN`, a negative weight decay, Adam's `b1` of 1, …). Raised when
+ * the optimizer or loop is built, before any state exists.
+ * @category Errors
+ */
+export class ConfigError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Training produced a non-finite loss. Nothing of that step was applied;
+ * {@link NonFiniteError.epoch} and {@link NonFiniteError.step} say where.
+ * @category Errors
+ */
+export class NonFiniteError extends SparsetuneError {
+  /** The class name, as `Error` subclasses report it. */
+  override readonly name = 'NonFiniteError';
+  /**
+   * @param message - what happened and what to do.
+   * @param epoch - 1-based epoch of the step.
+   * @param step - 1-based step within that epoch.
+   */
+  constructor(
+    message: string,
+    /** 1-based epoch of the step. */
+    readonly epoch: number,
+    /** 1-based step within the epoch. */
+    readonly step: number,
+  ) {
+    super(message);
+  }
 }

@@ -11,5 +11,5 @@ export { add, sub, mul, div, matmul, batchMatmul, linear, biasAdd, reshape, tran
 export * from './nn.js';
 export * from './tree.js';
 export * from './rng.js';
-export { initBackend, type BackendName } from './backend.js';
+export { initBackend, requireBackend, type BackendName } from './backend.js';
 export { crc32 } from './binary.js';

@@ -84,6 +84,10 @@ function checkPath(path: string): void {
   if (!segs.every((s) => SEGMENT.test(s))) {
     throw new SpecError(`tree: path '${path}' must be dot-separated names ([A-Za-z_][A-Za-z0-9_]*) or indices`);
   }
+  // Trees are plain objects: as a key, '__proto__' is dropped by some
+  // writers and 'constructor' or 'toString' are found on every object, so a
+  // lookup or an `in` check would see a leaf that is not there.
+  if (path in Object.prototype) throw new SpecError(`tree: path '${path}' is a property of every JavaScript object; rename the leaf`);
 }
 
 /**

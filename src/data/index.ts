@@ -8,3 +8,4 @@ export { splitIndices, subset, type ImageSet } from './images.js';
 export type { Task, TaskGroup, TaskName, TaskOptions } from './tasks.js';
 export { twoViews, type AugmentOptions } from './augment.js';
 export { batches, toTensors, type Batch, type BatchOptions } from './batches.js';
+export { assertImageSet } from './validate.js';

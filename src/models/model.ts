@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireBackend } from '../core/backend.js';
 import { checkArgs } from '../core/shape.js';
 import {
   assertMatchesSpec,
@@ -107,8 +108,14 @@ export function defineModel<I extends Shape, F extends number, K extends number>
     features: parts.features,
     classes,
     spec,
-    init: (seed) => tree(initLeaves(leaves, rng(seed).fork(parts.name))),
-    initHead: (seed) => tree(initLeaves(head, rng(seed).fork(parts.name))),
+    init: (seed) => {
+      requireBackend(`${parts.name}.init`);
+      return tree(initLeaves(leaves, rng(seed).fork(parts.name)));
+    },
+    initHead: (seed) => {
+      requireBackend(`${parts.name}.initHead`);
+      return tree(initLeaves(head, rng(seed).fork(parts.name)));
+    },
     apply<B extends Dim>(params: Params, x: Tensor<readonly [B, ...I]>, options: ApplyOptions = {}): Output<B, F, K> {
       checkArgs(`${parts.name}.apply`, [['x', x, pattern]]);
       assertMatchesSpec(spec, params, `${parts.name}.apply: params`);

@@ -1,17 +1,21 @@
 /**
  * Checkpoints and deltas on disk: the byte-level functions of the root entry
  * (`saveCheckpoint`/`loadCheckpoint`, `saveDelta`/`loadDelta`) with a file
- * read or written around them.
+ * read or written around them. Writes are atomic (`writeFileAtomic`): a
+ * failed write leaves the old file as it was.
  *
  * @module
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { ParamSpec, Params } from '../core/index.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointHeader, type SaveOptions } from '../models/checkpoint.js';
 import { loadDelta, saveDelta, type Delta } from '../optim/delta.js';
+import { writeFileAtomic } from './atomic.js';
 
 /**
- * {@link saveCheckpoint} to a file.
+ * {@link saveCheckpoint} to a file, atomically: if the write fails (a full
+ * disk, a size limit) the file keeps its old contents and no temporary file
+ * is left.
  * @example
  * ```ts
  * import { writeCheckpoint } from 'sparsetune/node';
@@ -20,7 +24,7 @@ import { loadDelta, saveDelta, type Delta } from '../optim/delta.js';
  * @category Files
  */
 export function writeCheckpoint(file: string, spec: ParamSpec, params: Params, options: SaveOptions = {}): void {
-  writeFileSync(file, saveCheckpoint(spec, params, options));
+  writeFileAtomic(file, saveCheckpoint(spec, params, options));
 }
 
 /**
@@ -37,7 +41,7 @@ export function readCheckpoint(file: string, spec?: ParamSpec): { params: Params
 }
 
 /**
- * {@link saveDelta} to a file.
+ * {@link saveDelta} to a file, atomically, as {@link writeCheckpoint}.
  * @example
  * ```ts
  * import { writeDelta } from 'sparsetune/node';
@@ -46,7 +50,7 @@ export function readCheckpoint(file: string, spec?: ParamSpec): { params: Params
  * @category Files
  */
 export function writeDelta(file: string, delta: Delta): void {
-  writeFileSync(file, saveDelta(delta));
+  writeFileAtomic(file, saveDelta(delta));
 }
 
 /**

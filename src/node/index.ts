@@ -25,6 +25,7 @@ import { stderrProgressBar } from './progress.js';
 
 export { checkpointPath, loadBackbone } from './backbones.js';
 export { readCheckpoint, readDelta, writeCheckpoint, writeDelta } from './files.js';
+export { writeFileAtomic } from './atomic.js';
 export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITION_SEED } from '../data/datasets.js';
 export * from '../data/tasks.js';
 export { stderrProgressBar } from './progress.js';

@@ -6,8 +6,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { packFile, unpackFile, type FileHeader } from '../core/binary.js';
-import { assertMatchesSpec, crc32, FormatError, MaskError, paths, SpecError, type ParamSpec, type Params, type Tree } from '../core/index.js';
+import { requireBackend } from '../core/backend.js';
+import { describe, field, isCount, isRecord, isU32, packFile, unpackFile } from '../core/binary.js';
+import { assertMatchesSpec, crc32, FormatError, MaskError, paths, SparsetuneError, SpecError, tree, type ParamSpec, type Params, type Tree } from '../core/index.js';
 import { assertMaskFor, maskToIndices, type Mask } from '../selection/index.js';
 
 /**
@@ -103,25 +104,82 @@ export function extractDelta(spec: ParamSpec, base: Params, tuned: Params, mask:
  * @category Deltas
  */
 export function applyDelta(spec: ParamSpec, base: Params, delta: Delta): Params {
+  requireBackend('applyDelta');
   assertMatchesSpec(spec, base, 'applyDelta: base');
   if (delta.specHash !== specHash(spec)) throw new SpecError('applyDelta: the delta was made for a model of another spec');
   if (delta.baseChecksum !== baseChecksum(spec, base)) throw new SpecError('applyDelta: the delta was made on other base weights (checksum differs)');
   for (const [p, d] of Object.entries(delta.leaves)) {
-    const leaf = spec[p];
+    // Own properties only: 'constructor' is "in" every object.
+    const leaf = Object.hasOwn(spec, p) ? spec[p]! : undefined;
     if (!leaf) throw new SpecError(`applyDelta: the delta has leaf '${p}', which the spec lacks`);
-    const n = leaf.shape.reduce((a, b) => a * b, 1);
-    if (d.indices.length !== d.values.length) throw new FormatError(`applyDelta: leaf '${p}' has ${d.indices.length} indices but ${d.values.length} values`);
-    for (const i of d.indices) if (!(i >= 0 && i < n)) throw new FormatError(`applyDelta: index ${i} is outside leaf '${p}' of ${n} entries`);
+    checkLeafDelta('applyDelta', p, d, leaf.shape.reduce((a, b) => a * b, 1));
   }
-  return Object.fromEntries(
-    paths(spec).map((p) => {
-      const d = delta.leaves[p];
-      if (!d) return [p, base[p]!];
-      const values = Float32Array.from(base[p]!.dataSync() as Float32Array);
-      d.indices.forEach((i, k) => (values[i] = d.values[k]!));
-      return [p, tf.tensor(values, [...spec[p]!.shape], 'float32')];
-    }),
-  );
+  const made: tf.Tensor[] = [];
+  try {
+    return Object.fromEntries(
+      paths(spec).map((p) => {
+        const d = Object.hasOwn(delta.leaves, p) ? delta.leaves[p] : undefined;
+        if (!d) return [p, base[p]!];
+        const values = Float32Array.from(base[p]!.dataSync() as Float32Array);
+        d.indices.forEach((i, k) => (values[i] = d.values[k]!));
+        const t = tf.tensor(values, [...spec[p]!.shape], 'float32');
+        made.push(t);
+        return [p, t];
+      }),
+    );
+  } catch (e) {
+    // Whatever was built before the failure goes; the base is untouched.
+    tf.dispose(made);
+    throw e;
+  }
+}
+
+/**
+ * Checks one leaf of a delta: typed arrays of equal length, indices
+ * strictly increasing from 0 up (below `size` when the leaf's size is
+ * known), values finite. A {@link FormatError} says which entry is wrong.
+ */
+function checkLeafDelta(what: string, path: string, d: LeafDelta, size = Infinity): void {
+  if (!(d?.indices instanceof Int32Array) || !(d.values instanceof Float32Array)) {
+    throw new FormatError(`${what}: leaf '${path}' must hold an Int32Array of indices and a Float32Array of values`);
+  }
+  if (d.indices.length !== d.values.length) throw new FormatError(`${what}: leaf '${path}' has ${d.indices.length} indices but ${d.values.length} values`);
+  let prev = -1;
+  for (let k = 0; k < d.indices.length; k++) {
+    const i = d.indices[k]!;
+    if (i <= prev) throw new FormatError(`${what}: leaf '${path}': indices must be strictly increasing, but index ${i} at position ${k} follows ${prev}`);
+    if (i >= size) throw new FormatError(`${what}: index ${i} is outside leaf '${path}' of ${size} entries`);
+    const v = d.values[k]!;
+    if (!Number.isFinite(v)) throw new FormatError(`${what}: leaf '${path}': value ${v} at index ${i} is not finite`);
+    prev = i;
+  }
+}
+
+/** Checks a whole delta as {@link saveDelta} and {@link loadDelta} need it. */
+function checkDelta(what: string, delta: Delta): void {
+  if (!isU32(delta.specHash)) throw new FormatError(`${what}: specHash should be an unsigned 32-bit hash, got ${describe(delta.specHash)}`);
+  if (!isU32(delta.baseChecksum)) throw new FormatError(`${what}: baseChecksum should be an unsigned 32-bit checksum, got ${describe(delta.baseChecksum)}`);
+  if (!isRecord(delta.leaves)) throw new FormatError(`${what}: leaves should be an object of leaf deltas, got ${describe(delta.leaves)}`);
+  for (const [p, d] of Object.entries(delta.leaves)) {
+    checkPathForFile(what, p, `leaf '${p}'`);
+    checkLeafDelta(what, p, d);
+  }
+}
+
+/** A FormatError unless `path` is a valid tree path (no prototype names). */
+function checkPathForFile(what: string, path: string, where: string): void {
+  try {
+    tree([[path, 0]]);
+  } catch (e) {
+    if (e instanceof SparsetuneError) throw new FormatError(`${what}: ${where}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Binds a leaf's name to its entries, so renaming or re-ordering leaves in a header is caught. */
+function leafDeltaCrc(path: string, indices: Int32Array, values: Float32Array): number {
+  const bytes = (a: Int32Array | Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return crc32(bytes(values), crc32(bytes(indices), crc32(new TextEncoder().encode(JSON.stringify(path)))));
 }
 
 /**
@@ -166,16 +224,15 @@ export function mergeDeltas(deltas: readonly Delta[], options: { readonly overla
   return { specHash: first.specHash, baseChecksum: first.baseChecksum, leaves };
 }
 
-interface DeltaHeader extends FileHeader {
-  readonly specHash: number;
-  readonly baseChecksum: number;
-  readonly leaves: readonly { readonly path: string; readonly count: number }[];
-}
+/** Format 2 adds a checksum per leaf; format 1 (still read) has none. */
+const DELTA_FORMAT = 2;
 
 /**
- * A delta as bytes: a JSON header (format, spec hash, base checksum, paths
- * and counts) and a payload of int32 indices then float32 values per leaf,
- * with a CRC-32.
+ * A delta as bytes: a JSON header (format, spec hash, base checksum, and
+ * per leaf its path, count and a checksum binding the path to its entries)
+ * and a payload of int32 indices then float32 values per leaf, under a
+ * CRC-32. The delta is checked first (indices strictly increasing, values
+ * finite, valid leaf paths): a malformed one is a `FormatError`, not a file.
  * @example
  * ```ts
  * writeFileSync('task.delta', saveDelta(delta));
@@ -183,6 +240,7 @@ interface DeltaHeader extends FileHeader {
  * @category Deltas
  */
 export function saveDelta(delta: Delta): Uint8Array {
+  checkDelta('saveDelta', delta);
   const entries = Object.entries(delta.leaves);
   const total = entries.reduce((s, [, l]) => s + l.indices.length, 0);
   const payload = new Uint8Array(total * 8);
@@ -193,11 +251,15 @@ export function saveDelta(delta: Delta): Uint8Array {
     payload.set(new Uint8Array(l.values.buffer, l.values.byteOffset, l.values.byteLength), at);
     at += l.values.byteLength;
   }
-  return packFile('delta', 1, { specHash: delta.specHash, baseChecksum: delta.baseChecksum, leaves: entries.map(([path, l]) => ({ path, count: l.indices.length })) }, payload);
+  const leaves = entries.map(([path, l]) => ({ path, count: l.indices.length, crc32: leafDeltaCrc(path, l.indices, l.values) }));
+  return packFile('delta', DELTA_FORMAT, { specHash: delta.specHash, baseChecksum: delta.baseChecksum, leaves }, payload);
 }
 
 /**
- * Reads a delta; a truncated or corrupted file is a `FormatError` saying which.
+ * Reads a delta. Every header field is checked before anything is
+ * allocated, and the entries after: a truncated, corrupted or malformed
+ * file is a `FormatError` saying which field or entry. Format-1 files
+ * (without per-leaf checksums) still load.
  * @example
  * ```ts
  * const delta = loadDelta(new Uint8Array(readFileSync('task.delta')));
@@ -205,14 +267,38 @@ export function saveDelta(delta: Delta): Uint8Array {
  * @category Deltas
  */
 export function loadDelta(bytes: Uint8Array): Delta {
-  const { header, payload } = unpackFile<DeltaHeader>(bytes, 'delta', 1);
+  const what = 'delta file';
+  const { header: h, payload } = unpackFile(bytes, 'delta', [1, DELTA_FORMAT]);
+  const specHash = field(what, h, 'specHash', isU32, 'an unsigned 32-bit hash');
+  const baseChecksum = field(what, h, 'baseChecksum', isU32, 'an unsigned 32-bit checksum');
+  const list = field(what, h, 'leaves', Array.isArray, 'a list of leaves');
+  const withCrc = h.format >= 2;
+  const seen = new Set<string>();
+  let entries = 0;
+  const described = list.map((x, k) => {
+    if (!isRecord(x)) throw new FormatError(`${what}: malformed header: 'leaves[${k}]' should be an object, got ${describe(x)}`);
+    const path = field(what, x, 'path', (v): v is string => typeof v === 'string', `a string (at 'leaves[${k}]')`);
+    checkPathForFile(what, path, `malformed header: 'leaves[${k}].path'`);
+    if (seen.has(path)) throw new FormatError(`${what}: malformed header: leaf '${path}' is listed twice`);
+    seen.add(path);
+    const count = field(what, x, 'count', isCount, `a non-negative integer (at 'leaves[${k}]')`);
+    const crc = withCrc ? field(what, x, 'crc32', isU32, `an unsigned 32-bit checksum (at 'leaves[${k}]')`) : undefined;
+    entries += count;
+    if (entries * 8 > h.payloadBytes) throw new FormatError(`${what}: malformed header: the leaves up to '${path}' need more than the payload's ${h.payloadBytes} bytes`);
+    return { path, count, crc };
+  });
+  if (entries * 8 !== h.payloadBytes) throw new FormatError(`${what}: malformed header: the leaves hold ${entries} entries (${entries * 8} bytes) but the payload is ${h.payloadBytes} bytes`);
   const copy = payload.slice();
   let at = 0;
-  const leaves: Record<string, LeafDelta> = {};
-  for (const { path, count } of header.leaves) {
-    if (at + count * 8 > copy.length) throw new FormatError(`delta file: corrupted: leaf '${path}' runs past the payload`);
-    leaves[path] = { indices: new Int32Array(copy.buffer, at, count), values: new Float32Array(copy.buffer, at + count * 4, count) };
+  const leaves = described.map(({ path, count, crc }) => {
+    const d: LeafDelta = { indices: new Int32Array(copy.buffer, at, count), values: new Float32Array(copy.buffer, at + count * 4, count) };
     at += count * 8;
-  }
-  return { specHash: header.specHash, baseChecksum: header.baseChecksum, leaves };
+    if (crc !== undefined) {
+      const got = leafDeltaCrc(path, d.indices, d.values);
+      if (got !== crc) throw new FormatError(`${what}: corrupted: leaf '${path}' has checksum ${got.toString(16)}, the header records ${crc.toString(16)}`);
+    }
+    checkLeafDelta(what, path, d);
+    return [path, d] as const;
+  });
+  return { specHash, baseChecksum, leaves: tree(leaves) };
 }

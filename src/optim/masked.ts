@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { disposeTree, leafSize, MaskError, paths, type Params, type Tree } from '../core/index.js';
-import { maskToIndices, ones, type Mask } from '../selection/index.js';
+import { assertMaskFor, maskToIndices, ones, type Mask } from '../selection/index.js';
 import type { GradientTransformation, OptState, Updates } from './transform.js';
 
 /**
@@ -45,6 +45,7 @@ export interface DeviceMask {
  * @category Optimizers
  */
 export function deviceMask(mask: Mask): DeviceMask {
+  assertMaskFor(mask.spec, mask, 'deviceMask');
   const trainable = paths(mask.spec).filter((p) => ones(mask.bits[p]!) > 0);
   const whole = new Set(trainable.filter((p) => ones(mask.bits[p]!) === leafSize(mask.spec[p]!)));
   const partial = trainable.filter((p) => !whole.has(p));

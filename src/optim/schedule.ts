@@ -4,6 +4,17 @@
  *
  * @module
  */
+import { ConfigError } from '../core/index.js';
+
+/** A ConfigError unless every named value is finite (a NaN here would become a NaN model, silently). */
+function finite(what: string, values: Readonly<Record<string, number>>): void {
+  for (const [k, v] of Object.entries(values)) if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${what}: ${k} must be a finite number, got ${String(v)}`);
+}
+
+/** A ConfigError unless every named value is a step count (an integer ≥ 0). */
+function checkSteps(what: string, values: Readonly<Record<string, number>>): void {
+  for (const [k, v] of Object.entries(values)) if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${what}: ${k} must be an integer ≥ 0, got ${String(v)}`);
+}
 
 /**
  * A schedule: step → value.
@@ -19,10 +30,10 @@ export type Schedule = (step: number) => number;
  * ```
  * @category Schedules
  */
-export const constant =
-  (value: number): Schedule =>
-  () =>
-    value;
+export const constant = (value: number): Schedule => {
+  finite('constant', { value });
+  return () => value;
+};
 
 /**
  * From `init` to `peak` linearly over `steps` steps, then `peak`.
@@ -33,6 +44,8 @@ export const constant =
  * @category Schedules
  */
 export function linearWarmup(init: number, peak: number, steps: number): Schedule {
+  finite('linearWarmup', { init, peak });
+  checkSteps('linearWarmup', { steps });
   return (t) => (steps <= 0 || t >= steps ? peak : init + ((peak - init) * t) / steps);
 }
 
@@ -45,6 +58,8 @@ export function linearWarmup(init: number, peak: number, steps: number): Schedul
  * @category Schedules
  */
 export function cosineDecay(init: number, steps: number, end = 0): Schedule {
+  finite('cosineDecay', { init, end });
+  checkSteps('cosineDecay', { steps });
   return (t) => {
     if (steps <= 0 || t >= steps) return end;
     return end + ((init - end) * (1 + Math.cos((Math.PI * t) / steps))) / 2;
@@ -79,6 +94,9 @@ export interface WarmupCosineOptions {
  * @category Schedules
  */
 export function warmupCosine(o: WarmupCosineOptions): Schedule {
+  finite('warmupCosine', { init: o.init, peak: o.peak, end: o.end ?? 0 });
+  checkSteps('warmupCosine', { warmupSteps: o.warmupSteps, totalSteps: o.totalSteps });
+  if (o.warmupSteps > o.totalSteps) throw new ConfigError(`warmupCosine: warmupSteps (${o.warmupSteps}) must not exceed totalSteps (${o.totalSteps})`);
   const warm = linearWarmup(o.init, o.peak, o.warmupSteps);
   const decay = cosineDecay(o.peak, o.totalSteps - o.warmupSteps, o.end ?? 0);
   return (t) => (t < o.warmupSteps ? warm(t) : decay(t - o.warmupSteps));

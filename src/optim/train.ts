@@ -5,8 +5,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { MaskError, paths, rng, ShapeError, type Params } from '../core/index.js';
-import { batches, type ImageSet } from '../data/index.js';
+import { requireBackend } from '../core/backend.js';
+import { ConfigError, MaskError, NonFiniteError, paths, rng, type Params } from '../core/index.js';
+import { assertImageSet, batches, type ImageSet } from '../data/index.js';
 import { accuracy, crossEntropy, type Model } from '../models/index.js';
 import { assertMaskFor, ones, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
 import { applyMaskedUpdates, deviceMask, disposeReplaced, masked } from './masked.js';
@@ -26,6 +27,8 @@ export interface EpochRecord {
   readonly valAccuracy?: number;
   /** Seconds since training started. */
   readonly seconds: number;
+  /** Steps skipped for a non-finite loss (with `nonFinite: 'skip'`); absent when none was. */
+  readonly skipped?: number;
 }
 
 /**
@@ -85,6 +88,16 @@ export interface FineTuneOptions {
    * stderr is a terminal; in a browser there is no default.
    */
   readonly progressBar?: boolean | ((p: StepProgress) => void);
+  /**
+   * What a step with a non-finite loss does: `'error'` (the default) stops
+   * with a {@link NonFiniteError} naming the epoch and step; `'skip'` drops
+   * that step's update and optimizer state change and goes on, as optax's
+   * `apply_if_finite`, also when the loss is finite but the update is not
+   * (the epoch's record counts the skipped steps). With `'error'` the check
+   * reads the loss the loop reads anyway, so it costs nothing; `'skip'` adds
+   * one reduction over the updates to that same read.
+   */
+  readonly nonFinite?: 'error' | 'skip';
 }
 
 /**
@@ -111,9 +124,22 @@ export interface FineTuneResult {
  * @category Training
  */
 export function evaluate(model: Model<readonly [28, 28, 1], number, number>, params: Params, set: ImageSet, batchSize = 256): number {
+  requireBackend('evaluate');
+  assertImageSet(set, 'evaluate: set', model.classes);
+  positiveInteger('evaluate', { batchSize });
+  return accuracyOn(model, params, set, batchSize);
+}
+
+/** {@link evaluate} without the checks, for sets checked on entry. */
+function accuracyOn(model: Model<readonly [28, 28, 1], number, number>, params: Params, set: ImageSet, batchSize: number): number {
   let hits = 0;
   for (const { x, y } of batches(set, batchSize)) hits += tf.tidy(() => accuracy(model.apply(params, x).logits, y)) * x.shape[0]!;
   return hits / set.n;
+}
+
+/** A ConfigError unless each named value is a positive integer. */
+function positiveInteger(what: string, values: Readonly<Record<string, unknown>>): void {
+  for (const [k, v] of Object.entries(values)) if (!Number.isSafeInteger(v) || (v as number) < 1) throw new ConfigError(`${what}: ${k} must be a positive integer, got ${String(v)}`);
 }
 
 // The core never touches `process`, so it runs in a browser; the Node entry
@@ -146,19 +172,25 @@ export function setDefaultProgress(report: ((p: StepProgress) => void) | undefin
  * @category Training
  */
 export function fineTune(o: FineTuneOptions): FineTuneResult {
+  requireBackend('fineTune');
   const { model } = o;
   const epochs = o.epochs ?? 10;
   const batchSize = o.batchSize ?? 32;
   const seed = o.seed ?? 0;
-  // Validate everything before the first step.
-  if (o.train.images.length !== o.train.n * 784) throw new ShapeError(`fineTune: argument train: expected ${o.train.n}×28×28 images, got ${o.train.images.length} values`);
-  for (const [name, set] of [['train', o.train], ['val', o.val]] as const) {
-    if (!set) continue;
-    const bad = set.labels.findIndex((c) => !(c >= 0 && c < model.classes));
-    if (bad >= 0) throw new RangeError(`fineTune: ${name} label ${set.labels[bad]} at index ${bad} is outside [0, ${model.classes})`);
+  const nonFinite = o.nonFinite ?? 'error';
+  // Validate everything before the first step (and before any state exists).
+  assertImageSet(o.train, 'fineTune: train', model.classes);
+  if (o.val) assertImageSet(o.val, 'fineTune: val', model.classes);
+  if (o.keepBest && !o.val) throw new ConfigError('fineTune: keepBest needs validation data');
+  positiveInteger('fineTune', { epochs, batchSize });
+  if (!Number.isSafeInteger(seed)) throw new ConfigError(`fineTune: seed must be a safe integer, got ${String(seed)}`);
+  if (o.learningRate !== undefined && !(typeof o.learningRate === 'number' && Number.isFinite(o.learningRate) && o.learningRate > 0)) {
+    throw new ConfigError(`fineTune: learningRate must be a finite number > 0, got ${String(o.learningRate)}`);
   }
-  if (o.keepBest && !o.val) throw new RangeError('fineTune: keepBest needs validation data');
-  if (!Number.isInteger(epochs) || epochs < 1 || !Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`fineTune: epochs and batchSize must be positive integers, got ${epochs} and ${batchSize}`);
+  if (o.labelSmoothing !== undefined && !(typeof o.labelSmoothing === 'number' && o.labelSmoothing >= 0 && o.labelSmoothing < 1)) {
+    throw new ConfigError(`fineTune: labelSmoothing must be in [0, 1), got ${String(o.labelSmoothing)}`);
+  }
+  if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
   const mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => ones(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
@@ -185,6 +217,7 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
     for (let epoch = 1; epoch <= epochs; epoch++) {
       let lossSum = 0;
       let step = 0;
+      let skipped = 0;
       for (const { x, y } of batches(o.train, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
         const trainable = dm.trainable.map((p) => current[p]!);
         const out = tf.tidy(() => {
@@ -196,28 +229,56 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
           const g = Object.fromEntries(dm.trainable.map((p, i) => [p, grads[i]!]));
           const [updates, nextState] = tx.update(g, state, current);
           const next = applyMaskedUpdates(current, updates, dm);
-          return { value, next, nextState };
+          // With 'skip', as optax's apply_if_finite, a non-finite update (from a
+          // finite loss) is caught too: Σ u·0 is 0 for finite updates and NaN
+          // otherwise, so the one scalar the loop reads carries both checks.
+          const checked = nonFinite === 'skip' ? tf.add(value, tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(updates[p]!, 0))))) : value;
+          return { value: checked, next, nextState };
         });
-        for (const p of dm.trainable) {
-          if (owned.has(current[p]!)) {
-            current[p]!.dispose();
-            owned.delete(current[p]!);
-          }
-          owned.add(out.next[p]!);
-        }
-        current = out.next;
-        disposeReplaced(state, out.nextState);
-        state = out.nextState;
+        // The loop reads the loss anyway (for the history); checking it here adds no sync.
+        // (With 'error', a non-finite update from a finite loss shows as a non-finite loss one step later.)
         const loss = out.value.dataSync()[0]!;
         out.value.dispose();
-        lossSum += loss;
         step++;
+        if (!Number.isFinite(loss)) {
+          // Drop this step's parameters and state; what they share with the current ones stays.
+          for (const p of dm.trainable) if (out.next[p] !== current[p]) out.next[p]!.dispose();
+          disposeReplaced(out.nextState, state);
+          if (nonFinite === 'error') {
+            throw new NonFiniteError(
+              `fineTune: the loss is ${loss} at step ${step} of epoch ${epoch} (step ${(epoch - 1) * steps + step} overall); that update was not applied. ` +
+                "Lower the learning rate, check the data, or pass nonFinite: 'skip' to skip such steps",
+              epoch,
+              step,
+            );
+          }
+          skipped++;
+        } else {
+          for (const p of dm.trainable) {
+            if (owned.has(current[p]!)) {
+              current[p]!.dispose();
+              owned.delete(current[p]!);
+            }
+            owned.add(out.next[p]!);
+          }
+          current = out.next;
+          disposeReplaced(state, out.nextState);
+          state = out.nextState;
+          lossSum += loss;
+        }
         const p = { epoch, step, steps, loss };
         o.onStep?.(p);
         report?.(p);
       }
-      const valAccuracy = o.val ? evaluate(model, full(), o.val) : undefined;
-      const record: EpochRecord = { epoch, loss: lossSum / steps, ...(valAccuracy === undefined ? {} : { valAccuracy }), seconds: (performance.now() - t0) / 1000 };
+      const valAccuracy = o.val ? accuracyOn(model, full(), o.val, 256) : undefined;
+      // The mean over the steps that counted (NaN if every step of the epoch was skipped).
+      const record: EpochRecord = {
+        epoch,
+        loss: lossSum / (steps - skipped),
+        ...(valAccuracy === undefined ? {} : { valAccuracy }),
+        seconds: (performance.now() - t0) / 1000,
+        ...(skipped ? { skipped } : {}),
+      };
       history.push(record);
       o.onEpoch?.(record);
       if (o.keepBest && valAccuracy !== undefined && (!best || valAccuracy > best.acc)) {
@@ -225,6 +286,26 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
         best = { acc: valAccuracy, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
       }
     }
+    // A finite loss can still come with a non-finite update; each step's
+    // check sees it one step later, so the last step's is checked here: one
+    // read per run, Σ x·0 being NaN exactly when some x is not finite.
+    const returned = best ? best.params : current;
+    const sum = tf.tidy(() => tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(returned[p]!, 0)))));
+    const finite = Number.isFinite(sum.dataSync()[0]);
+    sum.dispose();
+    if (!finite) {
+      throw new NonFiniteError(
+        `fineTune: the parameters of epoch ${best ? best.epoch : epochs} are not finite although every loss was (an update from a finite loss was not); ` +
+          "lower the learning rate or clip the gradients (clipByGlobalNorm), or pass nonFinite: 'skip' to skip such updates",
+        best ? best.epoch : epochs,
+        steps,
+      );
+    }
+  } catch (e) {
+    // Whatever the loop made goes with the error (a callback's included), which propagates unchanged.
+    for (const t of owned) t.dispose();
+    if (best) tf.dispose(Object.values(best.params));
+    throw e;
   } finally {
     tf.dispose(state);
     dm.dispose();
@@ -235,4 +316,3 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
   }
   return { params: full(), mask, history, epoch: epochs };
 }
-

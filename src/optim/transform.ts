@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { mapTree, paths, SpecError, type Params, type Tree } from '../core/index.js';
+import { ConfigError, mapTree, paths, SpecError, type Params, type Tree } from '../core/index.js';
 import type { Schedule } from './schedule.js';
 
 /**
@@ -35,6 +35,18 @@ export interface GradientTransformation<S extends OptState = OptState> {
   /** New updates and state; the caller adds the updates to the parameters. */
   update(updates: Updates, state: S, params: Params): [Updates, S];
 }
+
+/**
+ * A {@link ConfigError} unless `v` is a number passing `ok`. Checked when a
+ * transformation is built, so a NaN learning rate fails there, not as a
+ * NaN model after training.
+ */
+function checkOption(what: string, v: unknown, ok: (x: number) => boolean, expected: string): void {
+  if (typeof v !== 'number' || !ok(v)) throw new ConfigError(`${what} must be ${expected}, got ${String(v)}`);
+}
+const finite = Number.isFinite;
+const positive = (x: number) => Number.isFinite(x) && x > 0;
+const unitInterval = (x: number) => x >= 0 && x < 1;
 
 const zipUpdates = (a: Updates, b: Tree<tf.Tensor>, f: (x: tf.Tensor, y: tf.Tensor, p: string) => tf.Tensor): Updates =>
   mapTree(a, (x, p) => {
@@ -64,6 +76,7 @@ export function identity(): GradientTransformation<Record<string, never>> {
  * @category Transformations
  */
 export function scale(factor: number): GradientTransformation<Record<string, never>> {
+  checkOption('scale: factor', factor, finite, 'a finite number');
   return { init: () => ({}), update: (u, s) => [mapTree(u, (x) => tf.mul(x, factor)), s] };
 }
 
@@ -116,6 +129,9 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<{
   const b1 = options.b1 ?? 0.9;
   const b2 = options.b2 ?? 0.999;
   const eps = options.eps ?? 1e-8;
+  checkOption('scaleByAdam: b1', b1, unitInterval, 'in [0, 1)');
+  checkOption('scaleByAdam: b2', b2, unitInterval, 'in [0, 1)');
+  checkOption('scaleByAdam: eps', eps, positive, 'a finite number > 0');
   return {
     init: (params) => ({ count: 0, mu: mapTree(params, (p) => tf.zerosLike(p)), nu: mapTree(params, (p) => tf.zerosLike(p)) }),
     update: (g, state) => {
@@ -140,6 +156,7 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<{
  * @category Transformations
  */
 export function trace(options: { readonly decay: number; readonly nesterov?: boolean }): GradientTransformation<{ trace: Updates }> {
+  checkOption('trace: decay', options.decay, unitInterval, 'in [0, 1)');
   return {
     init: (params) => ({ trace: mapTree(params, (p) => tf.zerosLike(p)) }),
     update: (g, state) => {
@@ -160,6 +177,7 @@ export function trace(options: { readonly decay: number; readonly nesterov?: boo
  * @category Transformations
  */
 export function addDecayedWeights(weightDecay: number, only?: (path: string, param: tf.Tensor) => boolean): GradientTransformation<Record<string, never>> {
+  checkOption('weightDecay', weightDecay, (x) => Number.isFinite(x) && x >= 0, 'a finite number ≥ 0');
   return {
     init: () => ({}),
     update: (u, s, params) => [zipUpdates(u, params, (x, p, path) => (weightDecay !== 0 && (only?.(path, p) ?? true) ? tf.add(x, tf.mul(p, weightDecay)) : x)), s],
@@ -167,7 +185,10 @@ export function addDecayedWeights(weightDecay: number, only?: (path: string, par
 }
 
 /**
- * Scales updates by `−learningRate` (a number or a {@link Schedule} of the step count).
+ * Scales updates by `−learningRate` (a number or a {@link Schedule} of the
+ * step count). A number must be finite and > 0; a schedule's value is
+ * checked at every step (finite, ≥ 0, so a warm-up may start at 0), on the
+ * host, where it is computed anyway.
  * @example
  * ```ts
  * scaleByLearningRate(warmupCosine({ init: 0, peak: 1e-3, warmupSteps: 50, totalSteps: 500 }))
@@ -175,11 +196,14 @@ export function addDecayedWeights(weightDecay: number, only?: (path: string, par
  * @category Transformations
  */
 export function scaleByLearningRate(learningRate: number | Schedule): GradientTransformation<{ count: number }> {
+  if (typeof learningRate === 'number') checkOption('learningRate', learningRate, positive, 'a finite number > 0 (use a schedule for a rate that starts at 0)');
+  else if (typeof learningRate !== 'function') throw new ConfigError(`learningRate must be a number or a schedule, got ${String(learningRate)}`);
   const lr = typeof learningRate === 'number' ? () => learningRate : learningRate;
   return {
     init: () => ({ count: 0 }),
     update: (u, state) => {
       const rate = lr(state.count);
+      if (!(Number.isFinite(rate) && rate >= 0)) throw new ConfigError(`learningRate: the schedule gave ${rate} at step ${state.count}; a learning rate must be finite and ≥ 0`);
       return [mapTree(u, (x) => tf.mul(x, -rate)), { count: state.count + 1 }];
     },
   };
@@ -194,6 +218,7 @@ export function scaleByLearningRate(learningRate: number | Schedule): GradientTr
  * @category Transformations
  */
 export function clipByGlobalNorm(maxNorm: number): GradientTransformation<Record<string, never>> {
+  checkOption('clipByGlobalNorm: maxNorm', maxNorm, positive, 'a finite number > 0');
   return {
     init: () => ({}),
     update: (u, s) => {

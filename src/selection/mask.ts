@@ -56,11 +56,32 @@ export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
  * @category Masks
  */
 export function assertMaskFor(spec: ParamSpec, mask: Mask, what = 'mask'): void {
+  if (typeof mask !== 'object' || mask === null || typeof mask.spec !== 'object' || typeof mask.bits !== 'object' || mask.bits === null) {
+    throw new MaskError(`${what}: expected a mask { spec, bits }, got ${String(mask)}`);
+  }
   if (!sameSpec(spec, mask.spec)) {
     const a = paths(spec);
     const b = paths(mask.spec);
     const first = a.find((p) => !(p in mask.spec)) ?? b.find((p) => !(p in spec)) ?? a.find((p) => JSON.stringify(spec[p]) !== JSON.stringify(mask.spec[p]));
     throw new MaskError(`${what}: built for another spec (${a.length} leaves here, ${b.length} in the mask; first difference at '${first ?? '?'}')`);
+  }
+  for (const p of paths(spec)) checkBits(Object.hasOwn(mask.bits, p) ? mask.bits[p] : undefined, leafSize(spec[p]!), `${what}: leaf '${p}'`);
+}
+
+/**
+ * A MaskError unless `bits` is a Uint8Array of `n` bytes, each 0 or 1: a 2
+ * or a 255 would be counted as such by `countMask` and move sparse
+ * optimizer state by that factor.
+ */
+function checkBits(bits: unknown, n: number, what: string): asserts bits is Uint8Array {
+  if (!(bits instanceof Uint8Array)) throw new MaskError(`${what}: needs a Uint8Array of ${n} bytes, got ${bits === undefined ? 'nothing' : String(bits)}`);
+  if (bits.length !== n) throw new MaskError(`${what}: needs ${n} entries, got ${bits.length}`);
+  // OR of all bytes: anything above 1 sets a bit above the lowest.
+  let any = 0;
+  for (let i = 0; i < bits.length; i++) any |= bits[i]!;
+  if (any > 1) {
+    const i = bits.findIndex((b) => b > 1);
+    throw new MaskError(`${what}: byte ${i} is ${bits[i]}; mask bytes must be 0 (frozen) or 1 (trainable)`);
   }
 }
 
@@ -77,7 +98,7 @@ export function maskOf(spec: ParamSpec, rule: (leaf: LeafSpec, path: string) => 
     const r = rule(leaf, p);
     const n = leafSize(leaf);
     if (typeof r === 'boolean') return new Uint8Array(n).fill(r ? 1 : 0);
-    if (r.length !== n) throw new MaskError(`maskOf: leaf '${p}' needs ${n} entries, got ${r.length}`);
+    checkBits(r, n, `maskOf: leaf '${p}'`);
     return r;
   });
   return { spec, bits };

@@ -8,8 +8,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { requireBackend } from '../core/backend.js';
 import { leafSize, mapTree, paths, rng, SpecError, type ParamSpec, type Params, type Tensor, type Tree } from '../core/index.js';
-import { batches, subset, twoViews, type ImageSet } from '../data/index.js';
+import { assertImageSet, batches, subset, twoViews, type ImageSet } from '../data/index.js';
 import { crossEntropy, supConLoss, type Model } from '../models/index.js';
 
 /**
@@ -94,10 +95,19 @@ export interface SelectionEnvOptions {
  * @category Selection
  */
 export function selectionEnv(options: SelectionEnvOptions): SelectionEnv {
+  requireBackend('selectionEnv');
   const spec = options.spec ?? options.model?.spec;
   if (spec === undefined) throw new SpecError('selectionEnv: give a spec or a model');
-  return { spec, params: options.params, model: options.model, data: options.data, seed: options.seed ?? 0, onProgress: options.onProgress, cache: new Map() };
+  if (options.data !== undefined) assertImageSet(options.data, 'selectionEnv: data', options.model?.classes);
+  const seed = options.seed ?? 0;
+  if (!Number.isSafeInteger(seed)) throw new SpecError(`selectionEnv: seed must be a safe integer, got ${String(seed)}`);
+  const env: SelectionEnv = { spec, params: options.params, model: options.model, data: options.data, seed, onProgress: options.onProgress, cache: new Map() };
+  checked.add(env);
+  return env;
 }
+
+/** Environments whose data {@link selectionEnv} has checked; one built by hand is checked where its data is used. */
+const checked = new WeakSet<SelectionEnv>();
 
 /**
  * The scores of `criterion` in `env`, computed on first use and cached.
@@ -156,6 +166,7 @@ function readAndDispose(t: tf.Tensor): Float32Array {
 function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, accumulate: Accumulate, finish: (sum: tf.Tensor) => tf.Tensor): Scores {
   const { model, data } = env;
   if (model === undefined || data === undefined) throw new SpecError(`${name}: the selection environment needs a model and training data`);
+  if (!checked.has(env)) assertImageSet(data, `${name}: data`, model.classes);
   const loss = options.loss ?? 'supcon';
   const batchSize = options.batchSize ?? 32;
   const ps = paths(env.spec);
@@ -163,30 +174,36 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   const sums = ps.map((p) => tf.keep(tf.zerosLike(env.params[p]!)));
   const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
   let done = 0;
-  for (const batch of batches(data, batchSize, { rng: r.fork('order') })) {
-    if (done * batchSize >= maxSamples) break;
-    tf.tidy(() => {
-      const f = (...ts: tf.Tensor[]) => {
-        const params = Object.fromEntries(ps.map((p, i) => [p, ts[i]!]));
-        if (loss === 'ce') return crossEntropy(model.apply(params, batch.x).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
-        // Views are made on the host from the batch's images, not read back from the device.
-        const views = twoViews(subset(data, batch.indices), r.fork(`views${done}`));
-        const x = tf.tensor4d(views.images, [views.n, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
-        return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
-      };
-      // The engine's own entry point, because it allows leaves the loss never
-      // touches (the head under SupCon): their gradient is zero.
-      const xs = ps.map((p) => env.params[p]!);
-      const { grads } = tf.engine().gradients(() => f(...xs), xs, undefined, true);
-      grads.forEach((g, i) => {
-        if (g == null) return;
-        const next = tf.keep(accumulate(sums[i]!, g));
-        sums[i]!.dispose();
-        sums[i] = next;
+  try {
+    for (const batch of batches(data, batchSize, { rng: r.fork('order') })) {
+      if (done * batchSize >= maxSamples) break;
+      tf.tidy(() => {
+        const f = (...ts: tf.Tensor[]) => {
+          const params = Object.fromEntries(ps.map((p, i) => [p, ts[i]!]));
+          if (loss === 'ce') return crossEntropy(model.apply(params, batch.x).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
+          // Views are made on the host from the batch's images, not read back from the device.
+          const views = twoViews(subset(data, batch.indices), r.fork(`views${done}`));
+          const x = tf.tensor4d(views.images, [views.n, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
+          return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
+        };
+        // The engine's own entry point, because it allows leaves the loss never
+        // touches (the head under SupCon): their gradient is zero.
+        const xs = ps.map((p) => env.params[p]!);
+        const { grads } = tf.engine().gradients(() => f(...xs), xs, undefined, true);
+        grads.forEach((g, i) => {
+          if (g == null) return;
+          const next = tf.keep(accumulate(sums[i]!, g));
+          sums[i]!.dispose();
+          sums[i] = next;
+        });
       });
-    });
-    done++;
-    env.onProgress?.({ task: name, done, total });
+      done++;
+      env.onProgress?.({ task: name, done, total });
+    }
+  } catch (e) {
+    // The running sums go with the error (a throwing onProgress's included), which propagates unchanged.
+    tf.dispose(sums);
+    throw e;
   }
   const out = Object.fromEntries(
     ps.map((p, i) => {

@@ -10,6 +10,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
+import { requireBackend } from '../core/backend.js';
 import { BudgetError, pathMatcher, paths, SparsetuneError, type LeafSpec, type Role } from '../core/index.js';
 import { assertMaskFor, maskAlgebra, maskOf, ones, type Mask } from './mask.js';
 import { scoresOf, type Criterion, type SelectionEnv } from './scores.js';
@@ -180,11 +181,19 @@ export const not =
 // ---------------------------------------------------------------------------
 // Granularities
 
-const withScores = (ctx: SelectionContext, criterion: Criterion) =>
-  E.tryCatch(
-    () => scoresOf(ctx.env, criterion),
-    (e) => (e instanceof SparsetuneError ? e : new SparsetuneError(String((e as Error).message ?? e))),
-  );
+/**
+ * The criterion's scores, or our own errors as a Left. Anything else (a
+ * throwing `onProgress` or user criterion, an out-of-memory) is thrown as
+ * it is, so the caller sees its own error, class and all.
+ */
+const withScores = (ctx: SelectionContext, criterion: Criterion): E.Either<SparsetuneError, ReturnType<typeof scoresOf>> => {
+  try {
+    return E.right(scoresOf(ctx.env, criterion));
+  } catch (e) {
+    if (e instanceof SparsetuneError) return E.left(e);
+    throw e;
+  }
+};
 
 /**
  * For every neuron, the top-`k` entries of its fan-in by `criterion`
@@ -432,6 +441,7 @@ export const refine =
  * @category Selection
  */
 export function select(selector: Selector, env: SelectionEnv): Mask {
+  requireBackend('select');
   const result = selector({ env, eligible: maskAlgebra(env.spec).one });
   if (E.isLeft(result)) throw result.left;
   return result.right;
