@@ -11,6 +11,7 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^sparsetune\/testing$/, replacement: new URL('./src/testing/index.ts', import.meta.url).pathname },
+      { find: /^sparsetune\/node$/, replacement: new URL('./src/node/index.ts', import.meta.url).pathname },
       { find: /^sparsetune$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
     ],
   },

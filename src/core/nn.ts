@@ -256,6 +256,10 @@ export function mergeHeads<B extends Dim, H extends Dim, T extends Dim, E extend
 
 /**
  * Stride and padding of {@link stridedConv2d} and {@link depthwiseConv2d}.
+ * @example
+ * ```ts
+ * const options: ConvOptions = { strides: [2, 1], padding: 'same' };
+ * ```
  * @category Ops
  */
 export interface ConvOptions {

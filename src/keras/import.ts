@@ -34,6 +34,14 @@ import type { ApplyOptions, Model, Output } from '../models/model.js';
 /**
  * A layer, a layer config or a graph the importer cannot rebuild. The
  * message names every offending layer by class and name.
+ * @example
+ * ```ts
+ * try {
+ *   importLayersModel(keras);
+ * } catch (e) {
+ *   if (e instanceof KerasImportError) console.log(e.message); // "… unsupported layers: LSTM 'lstm_1', …"
+ * }
+ * ```
  * @category Keras
  */
 export class KerasImportError extends SparsetuneError {
@@ -76,6 +84,11 @@ export const SUPPORTED_LAYERS = [
 
 /**
  * Options of {@link importLayersModel}.
+ * @example
+ * ```ts
+ * // A fully convolutional Keras model with open spatial dims, and its own classifier as head.
+ * importLayersModel(keras, { input: [96, 96, 3], head: 'classifier' });
+ * ```
  * @category Keras
  */
 export interface ImportOptions<I extends Shape = Shape> {
@@ -134,6 +147,10 @@ interface NodePlan {
 
 /**
  * What {@link importLayersModel} returns: the model and its pre-trained weights.
+ * @example
+ * ```ts
+ * const { model, params }: Imported<readonly [224, 224, 3], 128, 5> = importLayersModel(keras);
+ * ```
  * @category Keras
  */
 export interface Imported<I extends Shape = Shape, F extends number = number, K extends number = number> {
@@ -149,7 +166,14 @@ export interface Imported<I extends Shape = Shape, F extends number = number, K 
 /**
  * An imported Keras / TensorFlow.js model: a {@link Model} (its `apply`
  * gives the head's input as features and the head's output before its
- * activation as logits) plus the pre-trained weights and the whole graph.
+ * activation as logits) plus the constants and the whole graph.
+ * @example
+ * ```ts
+ * const { model, params } = importLayersModel(keras);
+ * const { features, logits } = model.apply(params, x); // the head's input and its output before softmax
+ * const probabilities = model.predict(params, x);       // the whole graph, as keras.predict(x)
+ * const task = model.withClasses(4);                    // a 4-way head on the same backbone
+ * ```
  * @category Keras
  */
 export interface ImportedModel<I extends Shape = Shape, F extends number = number, K extends number = number> extends Model<I, F, K> {
