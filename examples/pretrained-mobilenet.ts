@@ -13,6 +13,7 @@ import {
   countMask,
   crossEntropy,
   deviceMask,
+  disposeReplaced,
   extractDelta,
   fromScores,
   gps,
@@ -90,25 +91,31 @@ const mask = select(gps({ kernels: neuron(1, fromScores(scores)) }), selectionEn
 const { trainable, total } = countMask(mask);
 console.log(`GPS trains ${trainable} of ${total} entries (${((100 * trainable) / total).toFixed(2)}%)`);
 
-// 3. Masked Adam steps on cross-entropy; time and peak memory per step.
+// 3. Masked Adam steps on cross-entropy, each one tidy-scoped; time and peak memory per step.
 const dm = deviceMask(mask);
 const tx = masked(adam(1e-3), dm);
+const frozen = Object.entries(base).filter(([p]) => !dm.trainable.includes(p));
 let params: Params = base;
-let state = tx.init(tree(dm.trainable.map((p) => [p, params[p]!])));
+let state = tf.tidy(() => tx.init(params));
 for (let step = 0; step < (quick ? 1 : 8); step++) {
   const { x, y } = batchAt(step % (n / batch));
   const t0 = performance.now();
   const info = await tf.profile(() => {
-    const [loss, grads] = tf.tidy(() => {
-      const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply(tree([...Object.entries(params).filter(([p]) => !dm.trainable.includes(p)), ...dm.trainable.map((p, i) => [p, ts[i]!] as const)]), x).logits, y) as tf.Scalar;
-      const { value, grads: g } = tf.valueAndGrads(f)(dm.trainable.map((p) => params[p]!));
-      return [value, tree(dm.trainable.map((p, i) => [p, g[i]!]))] as const;
+    const out = tf.tidy(() => {
+      const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply(tree([...frozen, ...dm.trainable.map((p, i) => [p, ts[i]!] as const)]), x).logits, y) as tf.Scalar;
+      const { value, grads } = tf.valueAndGrads(f)(dm.trainable.map((p) => params[p]!));
+      const [updates, nextState] = tx.update(tree(dm.trainable.map((p, i) => [p, grads[i]!])), state, params);
+      return { value, next: applyMaskedUpdates(params, updates, dm), nextState };
     });
-    const [updates, next] = tx.update(grads, state, tree(dm.trainable.map((p) => [p, params[p]!])));
-    [params, state] = [applyMaskedUpdates(params, updates, dm), next];
-    console.log(`step ${step}: loss ${loss.dataSync()[0]!.toFixed(4)}`);
+    // Free what this step replaced (never the base weights: the delta is taken against them).
+    for (const p of dm.trainable) if (params[p] !== base[p]) params[p]!.dispose();
+    disposeReplaced(state, out.nextState);
+    [params, state] = [out.next, out.nextState];
+    console.log(`step ${step}: loss ${out.value.dataSync()[0]!.toFixed(4)}`);
+    out.value.dispose();
   });
   console.log(`  ${(performance.now() - t0).toFixed(0)} ms, peak ${(info.peakBytes / 2 ** 20).toFixed(0)} MiB (batch ${batch}, ${tf.getBackend()})`);
+  tf.dispose([x, y]);
 }
 
 // 4. The delta (8 bytes per selected entry) and the tuned network back in tfjs's format.

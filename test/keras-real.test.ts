@@ -9,10 +9,11 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import {
   adam,
   applyDelta,
-  applyUpdates,
+  applyMaskedUpdates,
   countMask,
   crossEntropy,
   deviceMask,
+  disposeReplaced,
   extractDelta,
   fromScores,
   gps,
@@ -143,19 +144,22 @@ describe('nsfwjs MobileNetV2', () => {
     // A few masked Adam steps on cross-entropy through the new head.
     const dm = deviceMask(mask);
     const tx = masked(adam(1e-3), dm);
+    const frozen = Object.entries(base).filter(([p]) => !dm.trainable.includes(p));
     let params = base;
-    let state = tx.init(tree(dm.trainable.map((p) => [p, params[p]!])));
+    let state = tf.tidy(() => tx.init(params));
     const losses: number[] = [];
     for (let step = 0; step < 3; step++) {
-      const [loss, g] = tf.tidy(() => {
-        const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply(tree([...Object.entries(params).filter(([p]) => !dm.trainable.includes(p)), ...dm.trainable.map((p, i) => [p, ts[i]!] as const)]), x).logits, y as Tensor<readonly [number]>) as tf.Scalar;
+      const out = tf.tidy(() => {
+        const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply(tree([...frozen, ...dm.trainable.map((p, i) => [p, ts[i]!] as const)]), x).logits, y as Tensor<readonly [number]>) as tf.Scalar;
         const { value, grads } = tf.valueAndGrads(f)(dm.trainable.map((p) => params[p]!));
-        return [value.dataSync()[0]!, tree(dm.trainable.map((p, i) => [p, grads[i]!]))] as const;
+        const [updates, nextState] = tx.update(tree(dm.trainable.map((p, i) => [p, grads[i]!])), state, params);
+        return { value, next: applyMaskedUpdates(params, updates, dm), nextState };
       });
-      losses.push(loss);
-      const [updates, next] = tx.update(g, state, tree(dm.trainable.map((p) => [p, params[p]!])));
-      state = next;
-      params = tree(Object.entries(params).map(([p, t]) => [p, p in updates ? applyUpdates({ [p]: t }, { [p]: updates[p]! })[p]! : t]));
+      for (const p of dm.trainable) if (params[p] !== base[p]) params[p]!.dispose();
+      disposeReplaced(state, out.nextState);
+      [params, state] = [out.next, out.nextState];
+      losses.push(out.value.dataSync()[0]!);
+      out.value.dispose();
     }
     expect(losses[2]!).toBeLessThan(losses[0]!);
 

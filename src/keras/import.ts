@@ -520,7 +520,7 @@ function segment(name: string): string {
 /** `[[layer, node, tensor, kwargs], …]` of one inbound node, as keys of producing nodes. */
 function inboundKeys(raw: unknown, where: string): string[] {
   if (!Array.isArray(raw)) throw new KerasImportError(`${where}: malformed inbound node ${JSON.stringify(raw)}`);
-  // Keras 3 writes nodes as { args, kwargs }; tfjs and Keras 2 as lists.
+  // tfjs's toJSON writes each inbound node as a list of [layer, node, tensor, kwargs].
   return raw.map((e) => {
     if (!Array.isArray(e) || typeof e[0] !== 'string') throw new KerasImportError(`${where}: malformed inbound node ${JSON.stringify(raw)}`);
     if ((e[2] ?? 0) !== 0) throw new KerasImportError(`${where}: layers with several output tensors are not supported`);
@@ -659,7 +659,8 @@ export function importLayersModel<I extends Shape = Shape, F extends number = nu
     for (const w of plan.weights) {
       const v = values.get(w.weight)!;
       if (v.dtype !== 'float32') throw new KerasImportError(`importLayersModel: ${plan.className} '${name}': weight '${w.weight}' is ${v.dtype}; only float32 is supported`);
-      (w.buffer ? buffers : leaves).push([w.path, tf.keep(w.buffer ? tf.clone(v) : w.toLeaf(tf.clone(v)))]);
+      // Copies, kept: the caller owns them, whatever happens to the LayersModel or an enclosing tidy.
+      (w.buffer ? buffers : leaves).push([w.path, tf.keep(tf.tidy(() => w.toLeaf(tf.clone(v))))]);
     }
   }
   const built = build<I, F, K>({
