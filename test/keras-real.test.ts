@@ -69,11 +69,11 @@ describe('nsfwjs MobileNetV2', () => {
     expect(maxDiff(model.predict(params, x), keras.predict(x) as tf.Tensor)).toBeLessThan(1e-5);
   });
 
-  test('its gradients equal tfjs cpu gradients on its first blocks (at 64×64, every weight trainable); stock tfjs cannot train it on wasm', async () => {
+  test('its gradients equal tfjs cpu gradients on its first blocks (at 48×48, every weight trainable); stock tfjs cannot train it on wasm', async () => {
     // The first blocks of the real network — stem, two inverted residual blocks, the
     // residual Add — called on a smaller input, then a fresh 3-way head. The pre-trained
-    // layers are shared with `keras`; tfjs's cpu reference costs ~12× less at 64×64.
-    const input = tfl.input({ shape: [64, 64, 3] });
+    // layers are shared with `keras`; tfjs's cpu reference costs ~20× less at 48×48.
+    const input = tfl.input({ shape: [48, 48, 3] });
     const out = new Map<string, tfl.SymbolicTensor>([[keras.inputs[0]!.sourceLayer.name, input]]);
     for (const layer of keras.layers) {
       if (layer.getClassName() === 'InputLayer') continue;
@@ -87,7 +87,7 @@ describe('nsfwjs MobileNetV2', () => {
     for (const l of frozen) l.trainable = true;
     try {
       const { model, params } = importLayersModel(sub);
-      const x = randomUniform(rng(5), [2, 64, 64, 3], 0, 1) as Tensor<readonly [number, 64, 64, 3]>;
+      const x = randomUniform(rng(5), [2, 48, 48, 3], 0, 1) as Tensor<readonly [number, 48, 48, 3]>;
       const w = randomUniform(rng(6), [2, 3], -1, 1);
       const ps = Object.keys(params);
       const ours = tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(model.predict(tree(ps.map((p, i) => [p, ts[i]!])), x), w)) as tf.Scalar)(ps.map((p) => params[p]!));
@@ -141,14 +141,14 @@ describe('nsfwjs MobileNetV2', () => {
     // One connection per depthwise output channel: 32 of the 3·3·32 entries.
     expect(mask.bits[dw]!.reduce((s, b) => s + b, 0)).toBe(32);
 
-    // A few masked Adam steps on cross-entropy through the new head.
+    // Two masked Adam steps on cross-entropy through the new head.
     const dm = deviceMask(mask);
     const tx = masked(adam(1e-3), dm);
     const frozen = Object.entries(base).filter(([p]) => !dm.trainable.includes(p));
     let params = base;
     let state = tf.tidy(() => tx.init(params));
     const losses: number[] = [];
-    for (let step = 0; step < 3; step++) {
+    for (let step = 0; step < 2; step++) {
       const out = tf.tidy(() => {
         const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply(tree([...frozen, ...dm.trainable.map((p, i) => [p, ts[i]!] as const)]), x).logits, y as Tensor<readonly [number]>) as tf.Scalar;
         const { value, grads } = tf.valueAndGrads(f)(dm.trainable.map((p) => params[p]!));
@@ -161,7 +161,7 @@ describe('nsfwjs MobileNetV2', () => {
       losses.push(out.value.dataSync()[0]!);
       out.value.dispose();
     }
-    expect(losses[2]!).toBeLessThan(losses[0]!);
+    expect(losses[1]!).toBeLessThan(losses[0]!);
 
     // The delta holds the selected entries alone and rebuilds the tuned weights.
     const bytes = saveDelta(extractDelta(model.spec, base, params, mask));

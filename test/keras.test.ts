@@ -259,7 +259,12 @@ describe('the importer', () => {
   });
 });
 
-// Checked at compile time: the shape parameters flow into apply.
-export function typed(m: ImportedModel<readonly [6, 6, 2], 72, 3>, p: Params, x: Tensor<readonly [4, 6, 6, 2]>): Tensor<[4, 3]> {
+// Checked at compile time: the shape parameters flow into apply and predict, and a batch
+// of another sample shape is a compile error.
+export function typed(m: ImportedModel<readonly [6, 6, 2], 72, 3>, p: Params, x: Tensor<readonly [4, 6, 6, 2]>, other: Tensor<readonly [4, 16, 16, 3]>): Tensor<[4, 3]> {
+  // @ts-expect-error a [16, 16, 3] batch does not fit a [6, 6, 2] model
+  m.predict(p, other);
+  // @ts-expect-error the same for apply
+  m.apply(p, other);
   return m.apply(p, x).logits;
 }
