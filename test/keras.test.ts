@@ -75,6 +75,14 @@ const cases: [string, () => tfl.LayersModel][] = [
   ['Dropout (inference)', () => functional(img, (x) => on(L.dropout({ rate: 0.5 }), x))],
   ['Rescaling', () => functional(img, (x) => on(L.rescaling({ scale: 1 / 127.5, offset: -1 }), x))],
   [
+    'a layer called twice (shared weights)',
+    () =>
+      functional(img, (x) => {
+        const shared = L.conv2d({ filters: 2, kernelSize: 3, padding: 'same', activation: 'tanh' });
+        return on(L.add(), [on(shared, x), on(shared, on(L.conv2d({ filters: 2, kernelSize: 1 }), x))]);
+      }),
+  ],
+  [
     'a MobileNetV2-style block',
     () =>
       functional([8, 8, 3], (x) => {
@@ -199,6 +207,17 @@ describe('the importer', () => {
     expect(Object.keys(model.buffers).length).toBe(8);
     // Paths carry the layer's index, so tree order is depth order.
     expect(Object.keys(model.spec).filter((p) => p !== 'head.kernel' && p !== 'head.bias')[0]).toMatch(/^layers\.2\.conv2d_/);
+  });
+
+  test('Dropout drops in training mode only, reproducibly from the rng', () => {
+    const m = functional([16], (x) => on(L.dropout({ rate: 0.5 }), x));
+    const { model: dm, params: dp } = importLayersModel(m);
+    const x = tf.add(tf.abs(rand([2, 16])), 0.1) as Tensor<readonly [number, 16]>;
+    const ref = dm.predict(dp, x);
+    const a = dm.predict(dp, x, { training: true, rng: rng(1) });
+    expect(err(a, ref)).toBeGreaterThan(1e-3);
+    expect(err(dm.predict(dp, x, { training: true, rng: rng(1) }), a)).toBe(0);
+    expect(() => dm.predict(dp, x, { training: true })).toThrow(/rng/);
   });
 
   test('lists every unknown layer by class and name before building anything', () => {
