@@ -14,3 +14,4 @@ export * from './models/index.js';
 export * from './data/index.js';
 export * from './selection/index.js';
 export * from './optim/index.js';
+export * from './keras/index.js';

@@ -253,3 +253,197 @@ export function mergeHeads<B extends Dim, H extends Dim, T extends Dim, E extend
   const [b, h, t, e] = x.shape as [number, number, number, number];
   return typed(tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * e]));
 }
+
+/**
+ * Stride and padding of {@link stridedConv2d} and {@link depthwiseConv2d}.
+ * @example
+ * ```ts
+ * const options: ConvOptions = { strides: [2, 1], padding: 'same' };
+ * ```
+ * @category Ops
+ */
+export interface ConvOptions {
+  /** Step between windows: one number for both axes or `[rows, columns]` (default 1). */
+  readonly strides?: number | readonly [number, number];
+  /** `'valid'` (default, as Keras) or `'same'` (TensorFlow's rule for any stride). */
+  readonly padding?: Padding;
+}
+
+/** [top, bottom, left, right] zero padding TensorFlow applies for `padding` at these strides. */
+function stridedPads(padding: Padding, h: number, w: number, kh: number, kw: number, sh: number, sw: number): [number, number, number, number] {
+  if (padding === 'valid') return [0, 0, 0, 0];
+  // TensorFlow 'same': ceil(size / stride) outputs, the odd padding row/column at the bottom/right.
+  const th = Math.max((Math.ceil(h / sh) - 1) * sh + kh - h, 0);
+  const tw = Math.max((Math.ceil(w / sw) - 1) * sw + kw - w, 0);
+  return [Math.floor(th / 2), th - Math.floor(th / 2), Math.floor(tw / 2), tw - Math.floor(tw / 2)];
+}
+
+/**
+ * `dy [B, Ho, Wo, C]` with `s − 1` zero rows/columns between entries: the
+ * gradient of a strided window seen by a stride-1 one. Plain reshape + pad.
+ */
+function dilateGrad(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
+  if (sh === 1 && sw === 1) return dy;
+  const [b, ho, wo, c] = dy.shape;
+  const spread = tf.pad(tf.reshape(dy, [b, ho, 1, wo, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+  return tf.slice(tf.reshape(spread, [b, ho * sh, wo * sw, c]) as tf.Tensor4D, [0, 0, 0, 0], [b, (ho - 1) * sh + 1, (wo - 1) * sw + 1, c]);
+}
+
+/**
+ * The gradient w.r.t. a padded input `[B, Hp, Wp, ·]`, from the full
+ * correlation `full` of the dilated output gradient with the flipped filter
+ * (`[B, (Ho−1)s + K, …]`): rows the windows never reached get zero, then
+ * the padding is cut away.
+ */
+function cropInputGrad(full: tf.Tensor4D, hp: number, wp: number, pads: [number, number, number, number]): tf.Tensor4D {
+  const [b, fh, fw, c] = full.shape;
+  const [t, bo, l, r] = pads;
+  const whole = fh < hp || fw < wp ? tf.pad(full, [[0, 0], [0, hp - fh], [0, wp - fw], [0, 0]]) : full;
+  return tf.slice(whole, [0, t, l, 0], [b, hp - t - bo, wp - l - r, c]);
+}
+
+function pad4(x: tf.Tensor4D, [t, bo, l, r]: [number, number, number, number]): tf.Tensor4D {
+  return t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
+}
+
+/**
+ * Strided conv2d with a gradient of forward ops only (as {@link conv2d}'s):
+ * d input = the output gradient dilated by the stride, fully padded and
+ * convolved with the flipped, in/out-swapped filter; d filter = the padded
+ * input convolved with the dilated output gradient, batch and channels swapped.
+ */
+const fastStridedConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
+  tf.customGrad((a, b, save) => {
+    const xp = pad4(a as tf.Tensor4D, pads);
+    const f = b as tf.Tensor4D;
+    (save as tf.GradSaveFunc)([xp, f]);
+    return {
+      value: tf.conv2d(xp, f, [sh, sw], 'valid'),
+      gradFunc: (dy, saved) => {
+        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const [kh, kw] = sf.shape;
+        const [, hp, wp] = xpad.shape;
+        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
+        const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
+        const full = tf.conv2d(tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), flipped, 1, 'valid');
+        const dx = cropInputGrad(full, hp, wp, pads);
+        // df[i,j,c,o] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,o]: a 'valid' convolution of
+        // xpadᵀ [C, Hp, Wp, B] with the dilated dyᵀ [Hd, Wd, B, O]; windows past the last one
+        // the forward pass used (padding it never reached) are cut off.
+        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
+        const df = tf.transpose(tf.slice(dfc, [0, 0, 0, 0], [dfc.shape[0], kh, kw, dfc.shape[3]]), [1, 2, 0, 3]);
+        return [dx, df];
+      },
+    };
+  });
+
+/**
+ * Depthwise conv2d with a gradient of forward ops only: wasm registers no
+ * `DepthwiseConv2dNativeBackpropInput`/`…Filter`, so tfjs's own gradient
+ * fails there. d input = a depthwise correlation of the dilated, fully
+ * padded output gradient with the flipped filter (multiplier as channels),
+ * summed over the multiplier; d filter = a depthwise convolution over a
+ * batch-of-one whose channels are (batch, channel) pairs, with the dilated
+ * output gradient as filter, summed over the batch.
+ */
+const fastDepthwiseConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
+  tf.customGrad((a, b, save) => {
+    const xp = pad4(a as tf.Tensor4D, pads);
+    const f = b as tf.Tensor4D;
+    (save as tf.GradSaveFunc)([xp, f]);
+    return {
+      value: tf.depthwiseConv2d(xp, f, [sh, sw], 'valid'),
+      gradFunc: (dy, saved) => {
+        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const [kh, kw, c, m] = sf.shape;
+        const [batch, hp, wp] = xpad.shape;
+        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
+        const [, hd, wd] = g.shape;
+        // d input: channel c·M+q of g correlates with the flipped f[:, :, c, q]; a depthwise
+        // conv over C·M channels (multiplier 1), then the M outputs of each c summed.
+        const flipped = tf.reshape(tf.reverse(sf, [0, 1]), [kh, kw, c * m, 1]);
+        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
+        const full = tf.depthwiseConv2d(gp, flipped as tf.Tensor4D, 1, 'valid');
+        const [, fh, fw] = full.shape;
+        const summed = tf.sum(tf.reshape(full, [batch, fh, fw, c, m]), 4) as tf.Tensor4D;
+        const dx = cropInputGrad(summed, hp, wp, pads);
+        // d filter: df[i,j,c,q] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,c·M+q]. With
+        // (b, c) as the channel of one image [1, Hp, Wp, B·C] and the dilated dy as its
+        // depthwise filter [Hd, Wd, B·C, M], the output [1, ·, ·, B·C·M] holds it per b.
+        const xbc = tf.reshape(tf.transpose(xpad, [1, 2, 0, 3]), [1, hp, wp, batch * c]) as tf.Tensor4D;
+        const gbc = tf.reshape(tf.transpose(tf.reshape(g, [batch, hd, wd, c, m]), [1, 2, 0, 3, 4]), [hd, wd, batch * c, m]) as tf.Tensor4D;
+        const dfb = tf.depthwiseConv2d(xbc, gbc, 1, 'valid');
+        const cropped = tf.slice(dfb, [0, 0, 0, 0], [1, kh, kw, batch * c * m]);
+        const df = tf.sum(tf.reshape(cropped, [kh, kw, batch, c, m]), 2);
+        return [dx, df];
+      },
+    };
+  });
+
+function convArgs(op: string, x: tf.Tensor, kh: number, kw: number, options: ConvOptions): { pads: [number, number, number, number]; sh: number; sw: number; padding: Padding } {
+  const s = options.strides ?? 1;
+  const [sh, sw] = typeof s === 'number' ? [s, s] : s;
+  if (![sh, sw].every((v) => Number.isInteger(v) && v >= 1)) throw new ShapeError(`${op}: argument options.strides: expected positive integers, got ${String(s)}`);
+  const padding = options.padding ?? 'valid';
+  const [, h, w] = x.shape as [number, number, number, number];
+  const pads = stridedPads(padding, h, w, kh, kw, sh, sw);
+  if (h + pads[0] + pads[1] < kh || w + pads[2] + pads[3] < kw) {
+    throw new ShapeError(`${op}: argument filter: a ${kh}×${kw} '${padding}' window does not fit the ${h}×${w} input`);
+  }
+  return { pads, sh, sw, padding };
+}
+
+/**
+ * 2-D convolution at any stride, NHWC input `[B, H, W, C]`, filter
+ * `[KH, KW, C, O]`, with TensorFlow's `'same'`/`'valid'` padding (default
+ * `'valid'`, as Keras). Its gradient is made of forward ops, so it trains on
+ * wasm; for stride 1 and `'same'` padding {@link conv2d} keeps the spatial
+ * dims in the type.
+ * @example
+ * ```ts
+ * // MobileNet's stem: 3×3, stride 2.
+ * const y = stridedConv2d(images, filter, { strides: 2, padding: 'same' }); // [B, 112, 112, 32] from [B, 224, 224, 3]
+ * ```
+ * @category Ops
+ */
+export function stridedConv2d<B extends Dim, H extends Dim, W extends Dim, C extends Dim, KH extends Dim, KW extends Dim, O extends Dim>(
+  x: Tensor<readonly [B, H, W, C]>,
+  filter: Tensor<readonly [KH, KW, NoInfer<C>, O]>,
+  options: ConvOptions = {},
+): Tensor<[B, number, number, O]> {
+  checkArgs('stridedConv2d', [
+    ['x', x, ['B', 'H', 'W', 'C']],
+    ['filter', filter, ['KH', 'KW', 'C', 'O']],
+  ]);
+  const [kh, kw] = filter.shape as [number, number];
+  const { pads, sh, sw, padding } = convArgs('stridedConv2d', x, kh, kw, options);
+  if (stockGradients()) return typed(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, [sh, sw], padding));
+  return typed(fastStridedConv2d(pads, sh, sw)(x, filter));
+}
+
+/**
+ * Depthwise 2-D convolution: input `[B, H, W, C]`, filter `[KH, KW, C, M]`
+ * (M, the depth multiplier, filters per input channel), output channel
+ * `c·M + q` from input channel `c` alone. Any stride, TensorFlow's padding
+ * (default `'valid'`). Its gradient is made of forward ops: wasm has no
+ * depthwise backprop kernels, so tfjs's own gradient cannot run there.
+ * @example
+ * ```ts
+ * const y = depthwiseConv2d(x, filter, { strides: 1, padding: 'same' }); // x [B, 8, 8, 4], filter [3, 3, 4, 1] → [B, 8, 8, 4]
+ * ```
+ * @category Ops
+ */
+export function depthwiseConv2d<B extends Dim, H extends Dim, W extends Dim, C extends Dim, KH extends Dim, KW extends Dim, M extends Dim>(
+  x: Tensor<readonly [B, H, W, C]>,
+  filter: Tensor<readonly [KH, KW, NoInfer<C>, M]>,
+  options: ConvOptions = {},
+): Tensor<[B, number, number, number]> {
+  checkArgs('depthwiseConv2d', [
+    ['x', x, ['B', 'H', 'W', 'C']],
+    ['filter', filter, ['KH', 'KW', 'C', 'M']],
+  ]);
+  const [kh, kw] = filter.shape as [number, number];
+  const { pads, sh, sw, padding } = convArgs('depthwiseConv2d', x, kh, kw, options);
+  if (stockGradients()) return typed(tf.depthwiseConv2d(x as tf.Tensor4D, filter as tf.Tensor4D, [sh, sw], padding));
+  return typed(fastDepthwiseConv2d(pads, sh, sw)(x, filter));
+}
