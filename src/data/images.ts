@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { rng, ShapeError } from '../core/index.js';
+import { rng, ShapeError, type Shape, type ShapeErrorMessage } from '../core/index.js';
 
 /** Side of the built-in tasks' images. */
 export const SIDE = 28;
@@ -51,6 +51,20 @@ export interface DataSet<S extends SampleShape = SampleShape, L extends Labels =
  * @category Data
  */
 export type ImageSet = DataSet<readonly [28, 28, 1]>;
+
+/**
+ * `unknown` when samples of shape `S` may fit a model whose input is `I`;
+ * a {@link ShapeErrorMessage} when both are literal and differ. Intersected
+ * with a data argument it makes a data/model mismatch a compile error; a
+ * shape only known at run time (`number[]`) is checked then, with a
+ * `ShapeError` naming both shapes.
+ * @category Data
+ */
+export type DataFits<I extends Shape, S extends SampleShape> = number extends S['length']
+  ? unknown
+  : [S] extends [I]
+    ? unknown
+    : ShapeErrorMessage<'the data set\'s sample shape does not fit the model\'s input shape'>;
 
 /** Number of values in one sample of `shape`. */
 export function sampleSize(shape: SampleShape): number {

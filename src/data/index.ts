@@ -5,7 +5,7 @@
  * files, so they are exported from `sparsetune/node`.
  * @module
  */
-export { IMAGE_SHAPE, splitIndices, subset, type DataSet, type ImageSet, type Labels, type SampleShape } from './images.js';
+export { IMAGE_SHAPE, splitIndices, subset, type DataFits, type DataSet, type ImageSet, type Labels, type SampleShape } from './images.js';
 export { dataSet, resizeImage, splitDataSet, summarize, type DataSetInput, type DataSummary, type ResizeMethod, type SplitOptions } from './build.js';
 export type { Task, TaskGroup, TaskName, TaskOptions } from './tasks.js';
 export { twoViews, type AugmentOptions } from './augment.js';

@@ -1,7 +1,7 @@
 /**
  * `sparsetune/node`: what needs Node's file system or terminal. The shipped
  * backbones read from the package's `checkpoints/`, checkpoints and deltas
- * read from and written to files, the datasets the `mnist` and
+ * read from and written to files, image folders (`loadImageFolder`), the datasets the `mnist` and
  * `fashion-mnist` packages ship and the mini-VTAB-1k tasks drawn from them,
  * and a progress bar on stderr. Everything else, and the byte-level
  * versions of these (`loadCheckpoint`, `loadDelta`, `backboneFromBytes`),
@@ -28,5 +28,6 @@ export { readCheckpoint, readDelta, writeCheckpoint, writeDelta } from './files.
 export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITION_SEED } from '../data/datasets.js';
 export * from '../data/tasks.js';
 export { stderrProgressBar } from './progress.js';
+export { loadImageFolder, type ImageFolder, type ImageFolderOptions } from './folder.js';
 
 if (process.stderr.isTTY === true) setDefaultProgress(stderrProgressBar);
