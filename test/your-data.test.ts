@@ -164,6 +164,8 @@ describe('your own data', () => {
     expect(reg.labels).toBeInstanceOf(Float32Array);
     expect(summarize(reg).text).toBe('4 samples of shape [3, 3, 2], 2 regression targets each');
     expect(() => dataSet({ images: x, labels: [0, 1, 1, 0], shape: [9, 2] })).toThrow('a tensor of shape [4, 3, 3, 2] does not hold samples of shape [9, 2]');
+    expect(() => dataSet({ images: x, labels: tf.zeros([3], 'int32') })).toThrow('a tensor of shape [3] for 4 samples (expected [4])');
+    expect(() => dataSet({ images: x, labels: tf.zeros([4, 2], 'int32') })).toThrow('expected [4])');
     x.dispose();
   });
 

@@ -52,7 +52,6 @@ export function dataSet<const S extends SampleShape>(input: DataSetInput<S> & { 
 export function dataSet<const S extends SampleShape>(input: DataSetInput<S> & { readonly labels: Int32Array | readonly number[] }): DataSet<S>;
 export function dataSet<const S extends SampleShape>(input: DataSetInput<S>): DataSet<S, Labels>;
 export function dataSet<const S extends SampleShape>(input: DataSetInput<S>): DataSet<S, Labels> {
-  const fromTensor = input.images instanceof tf.Tensor;
   const shape = (input.shape ?? (input.images instanceof tf.Tensor ? input.images.shape.slice(1) : undefined)) as S | undefined;
   if (shape === undefined) throw new ShapeError('dataSet: give shape (the per-sample shape, e.g. [32, 32, 3]) with images in a flat array');
   if (shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d < 1)) throw new ShapeError(`dataSet: shape must be positive integer dims, got ${showShape(shape)}`);
@@ -67,8 +66,9 @@ export function dataSet<const S extends SampleShape>(input: DataSetInput<S>): Da
   if (badPixel >= 0) throw new RangeError(`dataSet: images value ${images[badPixel]} of sample ${Math.floor(badPixel / per)} is not finite`);
   const regression = input.labels instanceof tf.Tensor ? input.labels.dtype === 'float32' : input.labels instanceof Float32Array;
   const raw = input.labels instanceof tf.Tensor ? input.labels.dataSync() : input.labels;
-  if (input.labels instanceof tf.Tensor && input.labels.shape[0] !== n && !(fromTensor && regression && input.labels.size % Math.max(n, 1) === 0)) {
-    throw new ShapeError(`dataSet: argument labels: a tensor of shape ${showShape(input.labels.shape)} for ${n} samples`);
+  // A labels tensor is [n] (classes or one target) or [n, T] (targets).
+  if (input.labels instanceof tf.Tensor && (input.labels.shape[0] !== n || input.labels.rank > (regression ? 2 : 1))) {
+    throw new ShapeError(`dataSet: argument labels: a tensor of shape ${showShape(input.labels.shape)} for ${n} samples (expected [${n}]${regression ? ` or [${n}, T]` : ''})`);
   }
   let labels: Labels;
   if (regression) {

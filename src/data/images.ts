@@ -66,23 +66,49 @@ export type DataFits<I extends Shape, S extends SampleShape> = number extends S[
     ? unknown
     : ShapeErrorMessage<'the data set\'s sample shape does not fit the model\'s input shape'>;
 
-/** Number of values in one sample of `shape`. */
+/**
+ * Number of values in one sample of `shape`.
+ * @example
+ * ```ts
+ * sampleSize([32, 32, 3]); // 3072
+ * ```
+ * @internal
+ */
 export function sampleSize(shape: SampleShape): number {
   return shape.reduce((p, d) => p * d, 1);
 }
 
-/** Labels per sample: 1 for classes, `T` for regression targets. */
+/**
+ * Labels per sample: 1 for classes, `T` for regression targets.
+ * @example
+ * ```ts
+ * labelWidth({ images, labels: new Float32Array(2 * n), n, shape: [20] }); // 2
+ * ```
+ * @internal
+ */
 export function labelWidth(set: DataSet<SampleShape, Labels>): number {
   if (set.labels instanceof Int32Array) return 1;
   return set.n === 0 ? 0 : set.labels.length / set.n;
 }
 
-/** `[a, b, c]`, for messages. */
+/**
+ * `[a, b, c]`, for messages.
+ * @example
+ * ```ts
+ * showShape([28, 28, 1]); // '[28, 28, 1]'
+ * ```
+ * @internal
+ */
 export const showShape = (shape: readonly (number | string)[]): string => `[${shape.join(', ')}]`;
 
 /**
  * Throws a {@link ShapeError} unless the set's arrays agree with its `n` and
  * `shape`: a set whose sizes disagree would be read out of step, silently.
+ * @example
+ * ```ts
+ * assertDataSet('fineTune', 'train', set);
+ * ```
+ * @internal
  */
 export function assertDataSet(op: string, arg: string, set: DataSet<SampleShape, Labels>): void {
   if (!Number.isInteger(set.n) || set.n < 0) throw new ShapeError(`${op}: argument ${arg}: n must be a non-negative integer, got ${set.n}`);
@@ -101,6 +127,11 @@ export function assertDataSet(op: string, arg: string, set: DataSet<SampleShape,
 /**
  * Throws a {@link ShapeError} naming both shapes unless samples of
  * `data` fit a model taking `input`. Symbolic dims in `input` match any size.
+ * @example
+ * ```ts
+ * assertFits('fineTune', 'train', model.input, set.shape);
+ * ```
+ * @internal
  */
 export function assertFits(op: string, arg: string, input: readonly (number | string)[], data: SampleShape): void {
   const fits = input.length === data.length && input.every((d, i) => typeof d !== 'number' || d === data[i]);
