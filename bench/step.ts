@@ -5,31 +5,52 @@
 // one process. Plain matMul throughput is measured too, as the backend's
 // practical peak.
 //
-//   npm run bench:step [-- --backend wasm --rounds 20 --batch 32]
+//   npm run bench:step [-- --backend wasm --rounds 20 --batch 32 --input 28,28,1]
+//
+// --input times the same architectures on samples of another shape (H,W,C),
+// e.g. 32,32,3 with --patch 8 (the ViT's patch, default 7, must divide H
+// and W); the default is the shipped backbones' 28×28×1.
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { checked, initBackend, randomNormal, rng, useStockGradients, type BackendName, type Params, type Tensor } from '../src/index.js';
-import { BACKBONES, crossEntropy, type BackboneName } from '../src/models/index.js';
+import { BACKBONES, cnn, crossEntropy, mlp, vit, type BackboneName, type Model } from '../src/models/index.js';
 import { machine, median, sideBySide, writeResults } from './lib.js';
 
 const { values: opts } = parseArgs({
-  options: { backend: { type: 'string', default: 'wasm' }, rounds: { type: 'string', default: '20' }, batch: { type: 'string', default: '32' } },
+  options: {
+    backend: { type: 'string', default: 'wasm' },
+    rounds: { type: 'string', default: '20' },
+    batch: { type: 'string', default: '32' },
+    input: { type: 'string', default: '28,28,1' },
+    patch: { type: 'string' },
+  },
 });
+const input = opts.input.split(',').map(Number) as [number, number, number];
+if (input.length !== 3 || !input.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`--input must be H,W,C, got ${opts.input}`);
+const standard = input.join(',') === '28,28,1';
+/** A backbone's architecture at the chosen input shape (the shipped one itself at 28×28×1). */
+function build(name: BackboneName): Model<readonly number[], number, number> {
+  if (standard && opts.patch === undefined) return BACKBONES[name]();
+  const c = BACKBONES[name]().config as Record<string, unknown>;
+  if (name === 'mlp') return mlp({ input, hidden: c['hidden'] as number[], classes: 10 });
+  if (name === 'cnn') return cnn({ input, channels: c['channels'] as number[], features: c['features'] as number, classes: 10 });
+  return vit({ input, patch: opts.patch === undefined ? (c['patch'] as number) : Number(opts.patch), width: c['width'] as number, depth: c['depth'] as number, heads: c['heads'] as number, classes: 10 }) as Model<readonly number[], number, number>;
+}
 await initBackend(opts.backend as BackendName);
 const rounds = Number(opts.rounds);
 const batch = Number(opts.batch);
 const r = rng(0);
-const x = checked(randomNormal(r.fork('x'), [batch, 28, 28, 1]), ['B', 28, 28, 1]);
+const x = checked(randomNormal(r.fork('x'), [batch, ...input]), ['B', ...input]);
 const y = checked(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), ['B']);
 
 /** Multiply-accumulates of one forward pass per sample, from the model's config. */
 function forwardMacs(name: BackboneName, config: Record<string, unknown>): number {
   if (name === 'mlp') {
-    const widths = [784, ...(config['hidden'] as number[]), 10];
+    const widths = [input[0] * input[1] * input[2], ...(config['hidden'] as number[]), 10];
     return widths.slice(1).reduce((s, w, i) => s + widths[i]! * w, 0);
   }
   if (name === 'cnn') {
-    let [h, w, c] = [28, 28, 1];
+    let [h, w, c] = input;
     let macs = 0;
     for (const out of config['channels'] as number[]) {
       macs += h * w * 9 * c * out;
@@ -39,7 +60,7 @@ function forwardMacs(name: BackboneName, config: Record<string, unknown>): numbe
     return macs + h * w * c * f + f * 10;
   }
   const [d, depth, patch, hidden] = ['width', 'depth', 'patch', 'mlpHidden'].map((k) => config[k] as number) as [number, number, number, number];
-  const t = (28 / patch) ** 2 + 1;
+  const t = (input[0] / patch) * (input[1] / patch) + 1;
   const perBlock = t * (d * 3 * d + d * d + 2 * d * hidden) + 2 * t * t * d;
   return (t - 1) * patch * patch * d + depth * perBlock + d * 10;
 }
@@ -48,7 +69,7 @@ type Row = { model: string; implementation: string; msPerStep?: number; gflops?:
 const rows: Row[] = [];
 let leaked = 0;
 for (const name of Object.keys(BACKBONES) as BackboneName[]) {
-  const model = BACKBONES[name]();
+  const model = build(name);
   const vars = Object.fromEntries(Object.entries(model.init(0)).map(([p, t]) => [p, tf.variable(t)])) as Params;
   const step = (stock: boolean) => () => {
     useStockGradients(stock);
@@ -95,11 +116,11 @@ const speedups = Object.fromEntries(
     return [name, stock?.msPerStep ? stock.msPerStep / ours.msPerStep! : null];
   }),
 );
-const result = { machine: machine(), batch, rounds, rows, speedups, matmulPeakGflops: peak, leakedTensors: leaked };
+const result = { machine: machine(), batch, rounds, input, rows, speedups, matmulPeakGflops: peak, leakedTensors: leaked };
 const md = [
-  `# Training step, batch ${batch}, ${result.machine['backend'] as string}`,
+  `# Training step, batch ${batch}${standard ? '' : `, input ${input.join('×')}`}, ${result.machine['backend'] as string}`,
   '',
-  `Command: \`npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${batch}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores).`,
+  `Command: \`npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${batch}${standard ? '' : ` --input ${opts.input}`}${opts.patch === undefined ? '' : ` --patch ${opts.patch}`}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores).`,
   'Medians of interleaved rounds in one process. "stock tfjs" is the same model with every matmul and convolution on plain tfjs ops and their registered gradients.',
   '',
   '| model | implementation | ms/step | effective GFLOP/s | % of matMul peak | speed-up |',
@@ -114,4 +135,4 @@ const md = [
   '',
 ].join('\n');
 console.log(md);
-writeResults(`step-${opts.backend}-b${batch}`, result, md);
+writeResults(`step-${opts.backend}-b${batch}${standard ? '' : `-${input.join('x')}`}`, result, md);

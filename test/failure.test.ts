@@ -69,11 +69,11 @@ const withPixel = (set: ImageSet, i: number, v: number): ImageSet => {
 
 describe('data is checked at every entry point', () => {
   const bad: [string, ImageSet, RegExp][] = [
-    ['a NaN pixel', withPixel(train, 7 * 784 + 3, NaN), /pixel 3 of image 7 is NaN/],
-    ['an infinite pixel', withPixel(train, 5, Infinity), /pixel 5 of image 0 is Infinity/],
-    ['an empty set', { images: new Float32Array(0), labels: new Int32Array(0), n: 0 }, /at least one image/],
-    ['images of the wrong size', { ...train, images: train.images.subarray(0, 31 * 784 + 100) }, /expected 32×28×28 images/],
-    ['fewer labels than images', { ...train, labels: train.labels.subarray(1) }, /31 labels for 32 images/],
+    ['a NaN pixel', withPixel(train, 7 * 784 + 3, NaN), /value 3 of sample 7 is NaN/],
+    ['an infinite pixel', withPixel(train, 5, Infinity), /value 5 of sample 0 is Infinity/],
+    ['an empty set', { images: new Float32Array(0), labels: new Int32Array(0), n: 0, shape: [28, 28, 1] }, /at least one sample/],
+    ['images of the wrong size', { ...train, images: train.images.subarray(0, 31 * 784 + 100) }, /expected 32 samples of shape \[28, 28, 1\]/],
+    ['fewer labels than images', { ...train, labels: train.labels.subarray(1) }, /expected 32 labels, got 31/],
     ['a label out of range', { ...train, labels: train.labels.map((c, i) => (i === 2 ? 4 : c)) }, /label 4 at index 2 is outside \[0, 4\)/],
     ['a negative label', { ...train, labels: train.labels.map((c, i) => (i === 0 ? -1 : c)) }, /label -1 at index 0/],
   ];

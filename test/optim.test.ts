@@ -149,7 +149,7 @@ describe('fineTune', () => {
     expect(() => fineTune({ ...base, mask: maskAlgebra(other.spec).one })).toThrow(MaskError);
     const badLabels = { ...train, labels: train.labels.map((c, i) => (i === 5 ? 9 : c)) };
     expect(() => fineTune({ ...base, mask: kernelsAndHead, train: badLabels })).toThrow('fineTune: train label 9 at index 5 is outside [0, 4)');
-    expect(() => fineTune({ ...base, mask: kernelsAndHead, train: { ...train, images: train.images.subarray(1) } })).toThrow(/fineTune: train: expected 48×28×28 images/);
+    expect(() => fineTune({ ...base, mask: kernelsAndHead, train: { ...train, images: train.images.subarray(1) } })).toThrow(/fineTune: argument train: expected 48 samples of shape \[28, 28, 1\] \(37632 values\), got 37631 values/);
     expect(() => fineTune({ ...base, mask: kernelsAndHead, keepBest: true })).toThrow('fineTune: keepBest needs validation data');
     expect(stepped).toBe(false);
   });

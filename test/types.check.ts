@@ -14,6 +14,18 @@ import {
   sum,
   transpose,
   type Tensor,
+  batches,
+  dataSet,
+  evaluate,
+  fineTune,
+  mlp,
+  selectionEnv,
+  twoViews,
+  vit,
+  rng,
+  type DataSet,
+  type ImageSet,
+  type Params,
 } from '../src/index.js';
 
 type Equal<A, B> = (<G>() => G extends A ? 1 : 2) extends <G>() => G extends B ? 1 : 2 ? true : false;
@@ -98,3 +110,45 @@ const pooled = sum(tokens, 1);
 expectType<Equal<typeof pooled, Tensor<['B', 64]>>>();
 const swapped = transpose(scores, [0, 1, 3, 2]);
 expectType<Equal<typeof swapped, Tensor<['B', 4, 16, 17]>>>();
+
+// Data sets carry their sample shape; data and model must agree.
+declare const params: Params;
+declare const grey: ImageSet;
+declare const rgb16: DataSet<readonly [16, 16, 3]>;
+declare const features20: DataSet<readonly [20]>;
+declare const unknownShape: DataSet;
+declare const targets: DataSet<readonly [20], Float32Array>;
+const vit16 = vit({ input: [16, 16, 3], patch: 4, width: 16, depth: 1, heads: 2, classes: 3 });
+const mlp20 = mlp({ input: [20], hidden: [8], classes: 2 });
+fineTune({ model: vit16, params, mask: params as never, train: rgb16 });
+fineTune({ model: mlp20, params, mask: params as never, train: features20, val: features20 });
+// A shape known only at run time is checked then (ShapeError naming both shapes).
+fineTune({ model: vit16, params, mask: params as never, train: unknownShape });
+fineTune({ model: mlp20, params, mask: params as never, train: targets });
+// @ts-expect-error 28×28×1 images do not fit a 16×16×3 model
+fineTune({ model: vit16, params, mask: params as never, train: grey });
+// @ts-expect-error feature vectors of 20 do not fit a 16×16×3 model
+fineTune({ model: vit16, params, mask: params as never, train: rgb16, val: features20 });
+evaluate(vit16, params, rgb16);
+// @ts-expect-error images do not fit an MLP on 20 features
+evaluate(mlp20, params, rgb16);
+selectionEnv({ model: mlp20, params, data: features20 });
+// @ts-expect-error grey images do not fit an MLP on 20 features
+selectionEnv({ model: mlp20, params, data: grey });
+
+// Batches and views keep the sample shape in their types.
+for (const { x, y } of batches(rgb16, 4)) {
+  expectType<Equal<typeof x, Tensor<['B', 16, 16, 3]>>>();
+  expectType<Equal<typeof y, Tensor<['B']>>>();
+}
+for (const { y } of batches(targets, 4)) expectType<Equal<typeof y, Tensor<['B', number]>>>();
+const views = twoViews(features20, rng(0));
+expectType<Equal<typeof views, DataSet<readonly [20]>>>();
+
+// dataSet infers the literal shape and, from a Float32Array, regression targets.
+const built = dataSet({ images: new Float32Array(40), labels: [0, 1], shape: [20] });
+expectType<Equal<typeof built, DataSet<readonly [20]>>>();
+const regression = dataSet({ images: new Float32Array(40), labels: new Float32Array(2), shape: [20] });
+expectType<Equal<typeof regression, DataSet<readonly [20], Float32Array>>>();
+// @ts-expect-error built 20-feature data do not fit a 16×16×3 model
+fineTune({ model: vit16, params, mask: params as never, train: built });

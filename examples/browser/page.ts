@@ -27,7 +27,7 @@ const bytesOf = async (url: string) => new Uint8Array(await (await fetch(url)).a
 async function imageSet(name: string, n: number): Promise<ImageSet> {
   const images = new Float32Array((await bytesOf(`${name}-images.bin`)).buffer);
   const labels = new Int32Array((await bytesOf(`${name}-labels.bin`)).buffer);
-  return { images, labels, n };
+  return { images, labels, n, shape: [28, 28, 1] };
 }
 
 async function main(): Promise<Record<string, unknown>> {

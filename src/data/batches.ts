@@ -1,22 +1,29 @@
 /**
- * Batches as tensors, from host image sets.
+ * Batches as tensors, from host data sets of any per-sample shape.
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng, Tensor } from '../core/index.js';
-import { SIDE, subset, type ImageSet } from './images.js';
+import { checkLayout, labelWidth, subset, type DataSet, type Labels, type SampleShape } from './images.js';
 
 /**
- * One batch: images `[B, 28, 28, 1]`, int32 labels `[B]`, and which images
- * of the set they are.
+ * The label tensor of a batch: int32 `[B]` for classes, float32 `[B, T]`
+ * for regression targets.
  * @category Data
  */
-export interface Batch {
-  /** Images, float32 in [0, 1]. */
-  readonly x: Tensor<['B', 28, 28, 1]>;
-  /** Labels, int32. */
-  readonly y: Tensor<['B']>;
-  /** Positions of these images in the set. */
+export type LabelTensor<L extends Labels> = L extends Float32Array ? Tensor<['B', number]> : Tensor<['B']>;
+
+/**
+ * One batch: samples `[B, ...S]`, labels (int32 `[B]`, or float32 `[B, T]`
+ * regression targets), and which samples of the set they are.
+ * @category Data
+ */
+export interface Batch<S extends SampleShape = SampleShape, L extends Labels = Int32Array> {
+  /** Samples, float32. */
+  readonly x: Tensor<['B', ...S]>;
+  /** Labels. */
+  readonly y: LabelTensor<L>;
+  /** Positions of these samples in the set. */
   readonly indices: Int32Array;
 }
 
@@ -32,14 +39,19 @@ export interface BatchOptions {
 }
 
 /**
- * The whole set as tensors (images `[n, 28, 28, 1]`, labels `[n]`); the caller disposes them.
+ * The whole set as tensors (samples `[n, ...shape]`, labels `[n]` or
+ * `[n, T]`); the caller disposes them.
+ * @example
+ * ```ts
+ * const { x, y } = toTensors(task.test); // x: Tensor<['B', 28, 28, 1]>
+ * ```
  * @category Data
  */
-export function toTensors(set: ImageSet): { x: Tensor<['B', 28, 28, 1]>; y: Tensor<['B']> } {
-  return {
-    x: tf.tensor4d(set.images, [set.n, SIDE, SIDE, 1]) as Tensor<['B', 28, 28, 1]>,
-    y: tf.tensor1d(set.labels, 'int32') as Tensor<['B']>,
-  };
+export function toTensors<S extends SampleShape, L extends Labels = Int32Array>(set: DataSet<S, L>): { x: Tensor<['B', ...S]>; y: LabelTensor<L> } {
+  checkLayout('toTensors', 'set', set);
+  const x = tf.tensor(set.images, [set.n, ...set.shape]) as Tensor<['B', ...S]>;
+  const y = set.labels instanceof Int32Array ? tf.tensor1d(set.labels, 'int32') : tf.tensor2d(set.labels, [set.n, labelWidth(set)], 'float32');
+  return { x, y: y as LabelTensor<L> };
 }
 
 /**
@@ -54,8 +66,9 @@ export function toTensors(set: ImageSet): { x: Tensor<['B', 28, 28, 1]>; y: Tens
  * ```
  * @category Data
  */
-export function* batches(set: ImageSet, batchSize: number, options: BatchOptions = {}): Generator<Batch, void, undefined> {
+export function* batches<S extends SampleShape, L extends Labels = Int32Array>(set: DataSet<S, L>, batchSize: number, options: BatchOptions = {}): Generator<Batch<S, L>, void, undefined> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
+  checkLayout('batches', 'set', set);
   const order = options.rng ? options.rng.shuffle([...Array(set.n).keys()]) : [...Array(set.n).keys()];
   const end = options.dropLast ? set.n - (set.n % batchSize) : set.n;
   for (let at = 0; at < end; at += batchSize) {
@@ -69,5 +82,3 @@ export function* batches(set: ImageSet, batchSize: number, options: BatchOptions
     }
   }
 }
-
-

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { PIXELS, splitIndices, subset, type ImageSet } from './images.js';
+import { IMAGE_SHAPE, PIXELS, splitIndices, subset, type ImageSet } from './images.js';
 
 const require = createRequire(import.meta.url);
 
@@ -37,7 +37,7 @@ function load(pkg: string, folder: string, scale: number): ImageSet {
     labels.fill(c, at, at + arr.length / PIXELS);
     at += arr.length / PIXELS;
   });
-  return { images, labels, n };
+  return { images, labels, n, shape: IMAGE_SHAPE };
 }
 
 let mnistCache: ImageSet | undefined;

@@ -8,7 +8,7 @@
  */
 import { rng, type Rng } from '../core/index.js';
 import { fashionPartition, mnistPartition } from './datasets.js';
-import { PIXELS, SIDE, subset, type ImageSet } from './images.js';
+import { IMAGE_SHAPE, PIXELS, SIDE, subset, type ImageSet } from './images.js';
 
 /**
  * VTAB's three groups.
@@ -270,7 +270,7 @@ export function count(options: TaskOptions = {}): Task {
       }
       labels[i] = k - 1;
     }
-    return { images, labels, n };
+    return { images, labels, n, shape: IMAGE_SHAPE };
   };
   return build('count', 'structured', 4, digitPools(), scatter, options);
 }

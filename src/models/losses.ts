@@ -48,6 +48,33 @@ export function crossEntropy<B extends Dim, K extends Dim>(
 }
 
 /**
+ * A training loss for `fineTune`: the model's outputs `[B, K]` and a
+ * batch's labels (int32 `[B]` classes, or float32 `[B, T]` regression
+ * targets) to a scalar, differentiable with respect to the outputs.
+ * @category Losses
+ */
+export type Loss = (logits: Tensor<readonly ['B', number]>, labels: tf.Tensor) => tf.Tensor;
+
+/**
+ * Mean squared error of `outputs` `[B, T]` against float32 `targets`
+ * `[B, T]`, averaged over every entry: the loss of regression, where the
+ * model's "classes" are its `T` outputs.
+ * @example
+ * ```ts
+ * fineTune({ model, params, mask, train, loss: meanSquaredError }); // train.labels: Float32Array of n × T targets
+ * ```
+ * @category Losses
+ */
+export function meanSquaredError<B extends Dim, T extends Dim>(outputs: Tensor<readonly [B, T]>, targets: tf.Tensor): Tensor<[]> {
+  checkArgs('meanSquaredError', [
+    ['outputs', outputs, ['B', 'T']],
+    ['targets', targets, ['B', 'T']],
+  ]);
+  if (targets.dtype !== 'float32') throw new ShapeError(`meanSquaredError: argument targets: expected dtype float32 (regression targets), got ${targets.dtype}`);
+  return tf.tidy(() => tf.mean(tf.squaredDifference(outputs, targets))) as Tensor<[]>;
+}
+
+/**
  * Fraction of rows whose arg-max logit is the label (read back to the host).
  * @category Losses
  */

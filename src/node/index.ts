@@ -2,7 +2,7 @@
  * `sparsetune/node`: what needs Node's file system or terminal. The shipped
  * backbones read from the package's `checkpoints/`, checkpoints and deltas
  * read from and written to files, TensorFlow.js models in a directory
- * (`model.json` + weight shards), the datasets the `mnist` and
+ * (`model.json` + weight shards), image folders (`loadImageFolder`), the datasets the `mnist` and
  * `fashion-mnist` packages ship and the mini-VTAB-1k tasks drawn from them,
  * and a progress bar on stderr. Everything else, and the byte-level
  * versions of these (`loadCheckpoint`, `loadDelta`, `backboneFromBytes`),
@@ -31,5 +31,6 @@ export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITIO
 export * from '../data/tasks.js';
 export { stderrProgressBar } from './progress.js';
 export { directoryHandler, importLayersModelFromDir, loadLayersModelFromDir, saveLayersModelToDir } from './keras.js';
+export { loadImageFolder, type ImageFolder, type ImageFolderOptions } from './folder.js';
 
 if (process.stderr.isTTY === true) setDefaultProgress(stderrProgressBar);

@@ -6,9 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { ConfigError, MaskError, NonFiniteError, paths, rng, type Params } from '../core/index.js';
-import { assertImageSet, batches, type ImageSet } from '../data/index.js';
-import { accuracy, crossEntropy, type Model } from '../models/index.js';
+import { ConfigError, MaskError, NonFiniteError, paths, rng, ShapeError, type Params, type Shape, type Tensor } from '../core/index.js';
+import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
+import { assertFits, labelWidth, showShape } from '../data/images.js';
+import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
 import { assertMaskFor, ones, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
 import { applyMaskedUpdates, deviceMask, disposeReplaced, masked } from './masked.js';
 import { warmupCosine } from './schedule.js';
@@ -23,8 +24,10 @@ export interface EpochRecord {
   readonly epoch: number;
   /** Mean training loss over the epoch's steps. */
   readonly loss: number;
-  /** Validation accuracy, when validation data was given. */
+  /** Validation accuracy, when validation data with class labels was given. */
   readonly valAccuracy?: number;
+  /** Mean validation loss, when validation data with regression targets was given. */
+  readonly valLoss?: number;
   /** Seconds since training started. */
   readonly seconds: number;
   /** Steps skipped for a non-finite loss (with `nonFinite: 'skip'`); absent when none was. */
@@ -47,20 +50,29 @@ export interface StepProgress {
 }
 
 /**
- * Options of {@link fineTune}.
+ * Options of {@link fineTune}: a model taking samples of shape `I`,
+ * training data of shape `S` and validation data of shape `V` (each must
+ * fit `I`: a compile error where both are literal, a `ShapeError` at run
+ * time otherwise), labels `L`.
  * @category Training
  */
-export interface FineTuneOptions {
-  /** The model (with the task's head). */
-  readonly model: Model<readonly [28, 28, 1], number, number>;
+export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape = SampleShape, V extends SampleShape = S, L extends Labels = Labels> {
+  /** The model (with the task's head; for regression, `classes` is the number of outputs). */
+  readonly model: Model<I, number, number>;
   /** Starting parameters; they are not modified or disposed. */
   readonly params: Params;
   /** What trains: a mask, or a selector run on the training data first. */
   readonly mask: Mask | Selector;
-  /** Training images. */
-  readonly train: ImageSet;
-  /** Validation images, evaluated after every epoch. */
-  readonly val?: ImageSet;
+  /** Training data: class labels, or float32 regression targets (then give `loss`). */
+  readonly train: DataSet<S, L> & DataFits<I, S>;
+  /** Validation data, evaluated after every epoch: accuracy for class labels, mean loss for regression targets. */
+  readonly val?: DataSet<V, L> & DataFits<I, V>;
+  /**
+   * The training loss, `(logits [B, K], labels) → scalar`: e.g.
+   * `meanSquaredError` for regression targets, or your own. Default:
+   * cross-entropy with `labelSmoothing` (class labels only).
+   */
+  readonly loss?: Loss;
   /** The optimizer, masked by the loop (default AdamW, weight decay 1e-4, warm-up + cosine to `learningRate`). */
   readonly optimizer?: GradientTransformation;
   /** Peak learning rate of the default optimizer (default 1e-3). */
@@ -71,9 +83,9 @@ export interface FineTuneOptions {
   readonly batchSize?: number;
   /** Shuffling (and, for a selector, selection) seed; default 0. */
   readonly seed?: number;
-  /** Cross-entropy label smoothing (default 0). */
+  /** Cross-entropy label smoothing of the default loss (default 0; not with `loss`). */
   readonly labelSmoothing?: number;
-  /** Return the parameters of the epoch with the best validation accuracy (needs `val`). */
+  /** Return the parameters of the epoch with the best validation accuracy, or lowest validation loss for regression (needs `val`). */
   readonly keepBest?: boolean;
   /** Optimizer state only for selected entries (default true). */
   readonly sparseState?: boolean;
@@ -116,30 +128,68 @@ export interface FineTuneResult {
 }
 
 /**
- * Accuracy of `model` on `set`, in batches.
+ * Accuracy of `model` on `set` (class labels), in batches.
  * @example
  * ```ts
  * evaluate(model, params, task.test); // 0.93
  * ```
  * @category Training
  */
-export function evaluate(model: Model<readonly [28, 28, 1], number, number>, params: Params, set: ImageSet, batchSize = 256): number {
+export function evaluate<I extends Shape, S extends SampleShape>(
+  model: Model<I, number, number>,
+  params: Params,
+  set: DataSet<S, Labels> & DataFits<I, S>,
+  batchSize = 256,
+): number {
   requireBackend('evaluate');
-  assertImageSet(set, 'evaluate: set', model.classes);
+  assertDataSet(set, 'evaluate: set', model.classes);
+  assertFits('evaluate', 'set', model.input, set.shape);
   positiveInteger('evaluate', { batchSize });
-  return accuracyOn(model, params, set, batchSize);
+  if (!(set.labels instanceof Int32Array)) throw new ShapeError('evaluate: argument set: accuracy needs int32 class labels; for regression targets use evaluateLoss');
+  return accuracyOn(model, params, set as DataSet<S>, batchSize);
 }
 
 /** {@link evaluate} without the checks, for sets checked on entry. */
-function accuracyOn(model: Model<readonly [28, 28, 1], number, number>, params: Params, set: ImageSet, batchSize: number): number {
+function accuracyOn<I extends Shape>(model: Model<I, number, number>, params: Params, set: DataSet<SampleShape>, batchSize: number): number {
   let hits = 0;
-  for (const { x, y } of batches(set, batchSize)) hits += tf.tidy(() => accuracy(model.apply(params, x).logits, y)) * x.shape[0]!;
+  for (const { x, y } of batches(set, batchSize)) {
+    hits += tf.tidy(() => accuracy(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y)) * x.shape[0]!;
+  }
   return hits / set.n;
 }
 
 /** A ConfigError unless each named value is a positive integer. */
 function positiveInteger(what: string, values: Readonly<Record<string, unknown>>): void {
   for (const [k, v] of Object.entries(values)) if (!Number.isSafeInteger(v) || (v as number) < 1) throw new ConfigError(`${what}: ${k} must be a positive integer, got ${String(v)}`);
+}
+
+/**
+ * Mean of `loss` over `set`, in batches (weighted by batch size): the
+ * validation measure for regression.
+ * @example
+ * ```ts
+ * evaluateLoss(model, params, test, meanSquaredError); // 0.012
+ * ```
+ * @category Training
+ */
+export function evaluateLoss<I extends Shape, S extends SampleShape>(
+  model: Model<I, number, number>,
+  params: Params,
+  set: DataSet<S, Labels> & DataFits<I, S>,
+  loss: Loss,
+  batchSize = 256,
+): number {
+  requireBackend('evaluateLoss');
+  assertDataSet(set, 'evaluateLoss: set');
+  assertFits('evaluateLoss', 'set', model.input, set.shape);
+  positiveInteger('evaluateLoss', { batchSize });
+  let sum = 0;
+  for (const { x, y } of batches(set, batchSize)) {
+    const v = tf.tidy(() => loss(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y));
+    sum += v.dataSync()[0]! * x.shape[0]!;
+    v.dispose();
+  }
+  return sum / set.n;
 }
 
 // The core never touches `process`, so it runs in a browser; the Node entry
@@ -171,7 +221,7 @@ export function setDefaultProgress(report: ((p: StepProgress) => void) | undefin
  * ```
  * @category Training
  */
-export function fineTune(o: FineTuneOptions): FineTuneResult {
+export function fineTune<I extends Shape, S extends SampleShape, V extends SampleShape = S, L extends Labels = Int32Array>(o: FineTuneOptions<I, S, V, L>): FineTuneResult {
   requireBackend('fineTune');
   const { model } = o;
   const epochs = o.epochs ?? 10;
@@ -179,8 +229,18 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
   const seed = o.seed ?? 0;
   const nonFinite = o.nonFinite ?? 'error';
   // Validate everything before the first step (and before any state exists).
-  assertImageSet(o.train, 'fineTune: train', model.classes);
-  if (o.val) assertImageSet(o.val, 'fineTune: val', model.classes);
+  for (const [name, set] of [['train', o.train], ['val', o.val]] as const) {
+    if (!set) continue;
+    assertDataSet(set, `fineTune: ${name}`, model.classes);
+    assertFits('fineTune', name, model.input, set.shape);
+    if (set.labels instanceof Float32Array) {
+      if (o.loss === undefined) throw new ConfigError(`fineTune: ${name} holds float32 regression targets; give a loss for them (e.g. loss: meanSquaredError)`);
+      const t = labelWidth(set);
+      if (t !== model.classes) throw new ShapeError(`fineTune: argument ${name}: ${t} regression targets per sample do not match the model's ${model.classes} outputs ${showShape([model.classes])}`);
+    }
+  }
+  if (o.loss !== undefined && o.labelSmoothing !== undefined) throw new ConfigError('fineTune: labelSmoothing applies to the default cross-entropy; put smoothing into your own loss');
+  const lossOf: Loss = o.loss ?? ((logits, labels) => crossEntropy(logits, labels as Tensor<readonly ['B']>, o.labelSmoothing === undefined ? {} : { labelSmoothing: o.labelSmoothing }));
   if (o.keepBest && !o.val) throw new ConfigError('fineTune: keepBest needs validation data');
   positiveInteger('fineTune', { epochs, batchSize });
   if (!Number.isSafeInteger(seed)) throw new ConfigError(`fineTune: seed must be a safe integer, got ${String(seed)}`);
@@ -210,6 +270,7 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
   const full = () => ({ ...frozen, ...current });
   const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
   const history: EpochRecord[] = [];
+  // Higher is better: accuracy, or minus the loss for regression.
   let best: { acc: number; epoch: number; params: Params } | undefined;
   const r = rng(seed).fork('fineTune');
   const t0 = performance.now();
@@ -223,7 +284,9 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
         const out = tf.tidy(() => {
           const lossFn = (...ts: tf.Tensor[]) => {
             const params = { ...frozen, ...Object.fromEntries(dm.trainable.map((p, i) => [p, ts[i]!])) };
-            return crossEntropy(model.apply(params, x).logits, y, o.labelSmoothing === undefined ? {} : { labelSmoothing: o.labelSmoothing }) as tf.Scalar;
+            const loss = lossOf(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y);
+            if (loss.rank !== 0) throw new ShapeError(`fineTune: the loss must return a scalar, got shape ${showShape(loss.shape)}`);
+            return loss as tf.Scalar;
           };
           const { value, grads } = tf.valueAndGrads(lossFn)(trainable);
           const g = Object.fromEntries(dm.trainable.map((p, i) => [p, grads[i]!]));
@@ -270,20 +333,24 @@ export function fineTune(o: FineTuneOptions): FineTuneResult {
         o.onStep?.(p);
         report?.(p);
       }
-      const valAccuracy = o.val ? accuracyOn(model, full(), o.val, 256) : undefined;
+      const regression = o.val?.labels instanceof Float32Array;
+      const valAccuracy = o.val && !regression ? accuracyOn(model, full(), o.val as DataSet<SampleShape>, 256) : undefined;
+      const valLoss = o.val && regression ? evaluateLoss(model, full(), o.val as DataSet<SampleShape, Labels>, lossOf) : undefined;
       // The mean over the steps that counted (NaN if every step of the epoch was skipped).
       const record: EpochRecord = {
         epoch,
         loss: lossSum / (steps - skipped),
         ...(valAccuracy === undefined ? {} : { valAccuracy }),
+        ...(valLoss === undefined ? {} : { valLoss }),
         seconds: (performance.now() - t0) / 1000,
         ...(skipped ? { skipped } : {}),
       };
       history.push(record);
       o.onEpoch?.(record);
-      if (o.keepBest && valAccuracy !== undefined && (!best || valAccuracy > best.acc)) {
+      const score = valAccuracy ?? (valLoss === undefined ? undefined : -valLoss);
+      if (o.keepBest && score !== undefined && (!best || score > best.acc)) {
         if (best) Object.values(best.params).forEach((t) => t.dispose());
-        best = { acc: valAccuracy, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
+        best = { acc: score, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
       }
     }
     // A finite loss can still come with a non-finite update; each step's

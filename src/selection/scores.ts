@@ -9,8 +9,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { leafSize, mapTree, paths, rng, SpecError, type ParamSpec, type Params, type Tensor, type Tree } from '../core/index.js';
-import { assertImageSet, batches, subset, twoViews, type ImageSet } from '../data/index.js';
+import { leafSize, mapTree, paths, rng, ShapeError, SpecError, type ParamSpec, type Params, type Shape, type Tensor, type Tree } from '../core/index.js';
+import { assertDataSet, batches, subset, twoViews, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
+import { assertFits } from '../data/images.js';
 import { crossEntropy, supConLoss, type Model } from '../models/index.js';
 
 /**
@@ -44,9 +45,9 @@ export interface SelectionEnv {
   /** The (pre-trained) parameters. */
   readonly params: Params;
   /** The model, for criteria that need a forward pass. */
-  readonly model?: Model<readonly [28, 28, 1], number, number> | undefined;
-  /** Training images, for criteria that need data. */
-  readonly data?: ImageSet | undefined;
+  readonly model?: Model<Shape, number, number> | undefined;
+  /** Training data (its samples fit the model's input), for criteria that need data. */
+  readonly data?: DataSet<SampleShape, Labels> | undefined;
   /** Seed of random criteria, shuffling and augmentation. */
   readonly seed: number;
   /** Called as long computations advance. */
@@ -67,18 +68,20 @@ export interface Criterion {
 }
 
 /**
- * Options of {@link selectionEnv}.
+ * Options of {@link selectionEnv}: a model taking samples of shape `I` and
+ * data of shape `S`, which must fit it (a compile error where both are
+ * literal, a `ShapeError` at run time otherwise).
  * @category Selection
  */
-export interface SelectionEnvOptions {
+export interface SelectionEnvOptions<I extends Shape = Shape, S extends SampleShape = SampleShape> {
   /** Parameters to select from. */
   readonly params: Params;
   /** The spec (default: the model's). */
   readonly spec?: ParamSpec;
   /** The model, for gradient and sensitivity criteria. */
-  readonly model?: Model<readonly [28, 28, 1], number, number>;
-  /** Training data, for gradient and sensitivity criteria. */
-  readonly data?: ImageSet;
+  readonly model?: Model<I, number, number>;
+  /** Training data, for gradient and sensitivity criteria (class labels). */
+  readonly data?: DataSet<S, Labels> & DataFits<I, S>;
   /** Default 0. */
   readonly seed?: number;
   /** Progress of score computations. */
@@ -94,14 +97,15 @@ export interface SelectionEnvOptions {
  * ```
  * @category Selection
  */
-export function selectionEnv(options: SelectionEnvOptions): SelectionEnv {
+export function selectionEnv<I extends Shape, S extends SampleShape>(options: SelectionEnvOptions<I, S>): SelectionEnv {
   requireBackend('selectionEnv');
   const spec = options.spec ?? options.model?.spec;
   if (spec === undefined) throw new SpecError('selectionEnv: give a spec or a model');
-  if (options.data !== undefined) assertImageSet(options.data, 'selectionEnv: data', options.model?.classes);
+  if (options.data !== undefined) assertDataSet(options.data, 'selectionEnv: data', options.model?.classes);
+  if (options.model !== undefined && options.data !== undefined) assertFits('selectionEnv', 'data', options.model.input, options.data.shape);
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new SpecError(`selectionEnv: seed must be a safe integer, got ${String(seed)}`);
-  const env: SelectionEnv = { spec, params: options.params, model: options.model, data: options.data, seed, onProgress: options.onProgress, cache: new Map() };
+  const env: SelectionEnv = { spec, params: options.params, model: options.model as Model<Shape, number, number> | undefined, data: options.data, seed, onProgress: options.onProgress, cache: new Map() };
   checked.add(env);
   return env;
 }
@@ -166,7 +170,9 @@ function readAndDispose(t: tf.Tensor): Float32Array {
 function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, accumulate: Accumulate, finish: (sum: tf.Tensor) => tf.Tensor): Scores {
   const { model, data } = env;
   if (model === undefined || data === undefined) throw new SpecError(`${name}: the selection environment needs a model and training data`);
-  if (!checked.has(env)) assertImageSet(data, `${name}: data`, model.classes);
+  if (!checked.has(env)) assertDataSet(data, `${name}: data`, model.classes);
+  if (!(data.labels instanceof Int32Array)) throw new ShapeError(`${name}: the selection losses (SupCon, cross-entropy) need int32 class labels; the data holds regression targets`);
+  const classes = data as DataSet<SampleShape>;
   const loss = options.loss ?? 'supcon';
   const batchSize = options.batchSize ?? 32;
   const ps = paths(env.spec);
@@ -175,15 +181,15 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
   let done = 0;
   try {
-    for (const batch of batches(data, batchSize, { rng: r.fork('order') })) {
+    for (const batch of batches(classes, batchSize, { rng: r.fork('order') })) {
       if (done * batchSize >= maxSamples) break;
       tf.tidy(() => {
         const f = (...ts: tf.Tensor[]) => {
           const params = Object.fromEntries(ps.map((p, i) => [p, ts[i]!]));
-          if (loss === 'ce') return crossEntropy(model.apply(params, batch.x).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
-          // Views are made on the host from the batch's images, not read back from the device.
-          const views = twoViews(subset(data, batch.indices), r.fork(`views${done}`));
-          const x = tf.tensor4d(views.images, [views.n, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
+          if (loss === 'ce') return crossEntropy(model.apply(params, batch.x as Tensor<readonly ['B', ...Shape]>).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
+          // Views are made on the host from the batch's samples, not read back from the device.
+          const views = twoViews(subset(classes, batch.indices), r.fork(`views${done}`));
+          const x = tf.tensor(views.images, [views.n, ...views.shape]) as Tensor<readonly ['B', ...Shape]>;
           return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
         };
         // The engine's own entry point, because it allows leaves the loss never
