@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { FormatError, paths, SpecError, type Params, type Tensor } from '../src/index.js';
 import { fashionPartition } from '../src/node/index.js';
-import { accuracy, BACKBONES, loadCheckpoint, mlp, saveCheckpoint, type BackboneName } from '../src/models/index.js';
-import { loadBackbone, readCheckpoint, writeCheckpoint } from '../src/node/index.js';
+import { accuracy, backboneFromBytes, BACKBONES, loadCheckpoint, mlp, saveCheckpoint, type BackboneName } from '../src/models/index.js';
+import { extractDelta, loadDelta, saveDelta } from '../src/optim/index.js';
+import { maskOf } from '../src/selection/index.js';
+import { checkpointPath, loadBackbone, readCheckpoint, writeCheckpoint, writeDelta } from '../src/node/index.js';
 import { batches } from '../src/data/index.js';
 
 const model = mlp({ input: [4, 4, 1], hidden: [6], classes: 3 });
@@ -65,4 +67,45 @@ describe('shipped checkpoints', () => {
     for (const { x, y } of batches(test10k, 1000)) hits += accuracy(m.apply(p, x).logits as Tensor<readonly ['B', number]>, y) * x.shape[0]!;
     expect(hits / test10k.n).toBe(record.testAccuracy);
   }, 120_000);
+});
+
+describe('bytes given as a view load like a fresh array', () => {
+  // Node's readFileSync returns a Buffer that is a view into a shared pool,
+  // and Buffer#slice does not copy: reading `.buffer` of it once made a valid
+  // delta "corrupted" and a checkpoint a RangeError.
+  const dir = mkdtempSync(join(tmpdir(), 'sparsetune-views-'));
+  const inside = (b: Uint8Array, offset: number) => {
+    const big = new Uint8Array(b.length + offset + 5).fill(0xee);
+    big.set(b, offset);
+    return big.subarray(offset, offset + b.length);
+  };
+  const same = (a: Params, b: Params) => {
+    expect(paths(b)).toEqual(paths(a));
+    for (const p of paths(a)) expect(Array.from(b[p]!.dataSync())).toEqual(Array.from(a[p]!.dataSync()));
+  };
+
+  test('checkpoints: a Buffer from readFileSync and subarrays at odd offsets', () => {
+    writeCheckpoint(join(dir, 'm.ckpt'), model.spec, params);
+    same(params, loadCheckpoint(readFileSync(join(dir, 'm.ckpt')), model.spec).params);
+    for (const offset of [1, 3, 4, 7]) same(params, loadCheckpoint(inside(bytes, offset), model.spec).params);
+  });
+
+  test('the shipped backbone from a Buffer', () => {
+    const { params: want } = loadBackbone('mlp');
+    same(want, backboneFromBytes('mlp', readFileSync(checkpointPath('mlp'))).params);
+  });
+
+  test('deltas: a Buffer from readFileSync and subarrays at odd offsets', () => {
+    const tuned = { ...params, 'head.bias': params['head.bias']!.add(1) };
+    const mask = maskOf(model.spec, (_leaf, path) => path === 'head.bias');
+    const delta = extractDelta(model.spec, params, tuned, mask);
+    writeDelta(join(dir, 'm.delta'), delta);
+    const fromBuffer = loadDelta(readFileSync(join(dir, 'm.delta')));
+    expect(Array.from(fromBuffer.leaves['head.bias']!.values)).toEqual(Array.from(delta.leaves['head.bias']!.values));
+    for (const offset of [1, 2, 5]) {
+      const d = loadDelta(inside(saveDelta(delta), offset));
+      expect(Array.from(d.leaves['head.bias']!.indices)).toEqual(Array.from(delta.leaves['head.bias']!.indices));
+      expect(Array.from(d.leaves['head.bias']!.values)).toEqual(Array.from(delta.leaves['head.bias']!.values));
+    }
+  });
 });

@@ -177,7 +177,8 @@ export function loadCheckpoint(bytes: Uint8Array, spec?: ParamSpec): { params: P
       if (want !== got) throw new SpecError(`loadCheckpoint: leaf '${p}' is ${got} in the file but ${want} in the model`);
     }
   }
-  const values = new Float32Array(payload.slice().buffer);
+  // A copy into a fresh buffer: `payload` may be a view (a Node Buffer from the pool, a subarray), and Buffer#slice would not copy.
+  const values = new Float32Array(new Uint8Array(payload).buffer);
   const slices: (readonly [string, LeafSpec, Float32Array])[] = [];
   let at = 0;
   for (const { path, leaf, crc32: want } of leaves) {

@@ -288,7 +288,8 @@ export function loadDelta(bytes: Uint8Array): Delta {
     return { path, count, crc };
   });
   if (entries * 8 !== h.payloadBytes) throw new FormatError(`${what}: malformed header: the leaves hold ${entries} entries (${entries * 8} bytes) but the payload is ${h.payloadBytes} bytes`);
-  const copy = payload.slice();
+  // A copy into a fresh buffer: `payload` may be a view (a Node Buffer from the pool), and Buffer#slice would not copy.
+  const copy = new Uint8Array(payload);
   let at = 0;
   const leaves = described.map(({ path, count, crc }) => {
     const d: LeafDelta = { indices: new Int32Array(copy.buffer, at, count), values: new Float32Array(copy.buffer, at + count * 4, count) };
