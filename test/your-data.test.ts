@@ -28,8 +28,10 @@ import {
   select,
   selectionEnv,
   sensitivity,
+  ConfigError,
   DataError,
   ShapeError,
+  SparsetuneError,
   splitDataSet,
   summarize,
   twoViews,
@@ -266,4 +268,31 @@ describe('pluggable losses', () => {
     expect(() => fineTune({ model, params, mask, train: cls, loss: ce, labelSmoothing: 0.1, ...quiet })).toThrow('labelSmoothing applies to the default');
     expect(() => fineTune({ model, params, mask, train: cls, loss: (l) => tf.sum(l, 1), batchSize: 8, ...quiet })).toThrow('fineTune: the loss must return a scalar, got shape [8]');
   });
+});
+
+test('bad data and bad configs are named SparsetuneErrors, not bare RangeErrors', () => {
+  const kinds: [() => unknown, typeof DataError | typeof ConfigError][] = [
+    [() => dataSet({ images: new Float32Array(4 * 2), labels: [0, 1, 2, 5], shape: [2], classes: 3 }), DataError],
+    [() => dataSet({ images: new Float32Array(2 * 2), labels: [0, 0.5], shape: [2] }), DataError],
+    [() => dataSet({ images: Float32Array.from([0, NaN]), labels: [0], shape: [2] }), DataError],
+    // A compile error too; from JavaScript, a named one at run time.
+    // @ts-expect-error 3 heads do not divide width 10
+    [() => vit({ input: [8, 8, 1], patch: 4, width: 10, depth: 1, heads: 3, classes: 2 }), ConfigError],
+    [() => vit({ input: [10, 10, 1], patch: 4, width: 8, depth: 1, heads: 2, classes: 2 }), ConfigError],
+    [() => mlp({ input: [3], hidden: [], classes: 2 }), ConfigError],
+    [() => loadImageFolder(mkdtempSync(join(tmpdir(), 'sparsetune-empty-')), { size: [4, 4] }), DataError],
+    [() => (loadImageFolder as (root: string) => unknown)(tmpdir()), ConfigError],
+  ];
+  for (const [f, kind] of kinds) {
+    const e = (() => {
+      try {
+        f();
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    expect(e).toBeInstanceOf(kind);
+    expect(e).toBeInstanceOf(SparsetuneError);
+  }
 });

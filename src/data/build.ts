@@ -7,7 +7,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError } from '../core/index.js';
+import { ShapeError, DataError, ConfigError } from '../core/index.js';
 import { labelWidth, sampleSize, showShape, splitIndices, subset, type DataSet, type Labels, type SampleShape } from './images.js';
 
 /**
@@ -63,7 +63,7 @@ export function dataSet<const S extends SampleShape>(input: DataSetInput<S>): Da
   if (images.length % per !== 0) throw new ShapeError(`dataSet: argument images: ${images.length} values are not a whole number of samples of shape ${showShape(shape)} (${per} values each)`);
   const n = images.length / per;
   const badPixel = firstBad(images, Number.isFinite);
-  if (badPixel >= 0) throw new RangeError(`dataSet: images value ${images[badPixel]} of sample ${Math.floor(badPixel / per)} is not finite`);
+  if (badPixel >= 0) throw new DataError(`dataSet: images value ${images[badPixel]} of sample ${Math.floor(badPixel / per)} is not finite`);
   const regression = input.labels instanceof tf.Tensor ? input.labels.dtype === 'float32' : input.labels instanceof Float32Array;
   const raw = input.labels instanceof tf.Tensor ? input.labels.dataSync() : input.labels;
   // A labels tensor is [n] (classes or one target) or [n, T] (targets).
@@ -74,16 +74,16 @@ export function dataSet<const S extends SampleShape>(input: DataSetInput<S>): Da
   if (regression) {
     if (n === 0 ? raw.length !== 0 : raw.length === 0 || raw.length % n !== 0) throw new ShapeError(`dataSet: argument labels: ${raw.length} regression targets for ${n} samples (need T per sample)`);
     const bad = firstBad(raw, Number.isFinite);
-    if (bad >= 0) throw new RangeError(`dataSet: regression target ${raw[bad]} at index ${bad} is not finite`);
+    if (bad >= 0) throw new DataError(`dataSet: regression target ${raw[bad]} at index ${bad} is not finite`);
     labels = Float32Array.from(raw);
   } else {
     if (raw.length !== n) throw new ShapeError(`dataSet: argument labels: expected ${n} labels (one per sample of shape ${showShape(shape)}), got ${raw.length}`);
     const bad = firstBad(raw, Number.isInteger);
-    if (bad >= 0) throw new RangeError(`dataSet: label ${raw[bad]} at index ${bad} is not an integer class (use a Float32Array for regression targets)`);
+    if (bad >= 0) throw new DataError(`dataSet: label ${raw[bad]} at index ${bad} is not an integer class (use a Float32Array for regression targets)`);
     if (input.classes !== undefined) {
-      if (!Number.isInteger(input.classes) || input.classes < 1) throw new RangeError(`dataSet: classes must be a positive integer, got ${input.classes}`);
+      if (!Number.isInteger(input.classes) || input.classes < 1) throw new ConfigError(`dataSet: classes must be a positive integer, got ${input.classes}`);
       const out = firstBad(raw, (c) => c >= 0 && c < input.classes!);
-      if (out >= 0) throw new RangeError(`dataSet: label ${raw[out]} at index ${out} is outside [0, ${input.classes})`);
+      if (out >= 0) throw new DataError(`dataSet: label ${raw[out]} at index ${out} is outside [0, ${input.classes})`);
     }
     labels = Int32Array.from(raw);
   }
@@ -161,12 +161,12 @@ export function splitDataSet<S extends SampleShape, L extends Labels = Int32Arra
 ): { train: DataSet<S, L>; val: DataSet<S, L>; test: DataSet<S, L> } {
   const count = (name: string, v: number | undefined): number => {
     if (v === undefined) return 0;
-    if (!(v >= 0) || (v >= 1 && !Number.isInteger(v))) throw new RangeError(`splitDataSet: ${name} must be a fraction in [0, 1) or a whole count, got ${v}`);
+    if (!(v >= 0) || (v >= 1 && !Number.isInteger(v))) throw new ConfigError(`splitDataSet: ${name} must be a fraction in [0, 1) or a whole count, got ${v}`);
     return v < 1 ? Math.round(v * set.n) : v;
   };
   const nVal = count('val', options.val);
   const nTest = count('test', options.test);
-  if (nVal + nTest > set.n) throw new RangeError(`splitDataSet: val (${nVal}) and test (${nTest}) take more than the ${set.n} samples`);
+  if (nVal + nTest > set.n) throw new ConfigError(`splitDataSet: val (${nVal}) and test (${nTest}) take more than the ${set.n} samples`);
   const [test, val, train] = splitIndices(set.n, [nTest, nVal, set.n - nVal - nTest], options.seed ?? 0);
   return { train: subset(set, train!), val: subset(set, val!), test: subset(set, test!) };
 }
@@ -193,7 +193,7 @@ export function resizeImage(src: ArrayLike<number>, from: readonly [number, numb
   const [h, w, c] = from;
   const [oh, ow] = to;
   if (src.length !== h * w * c) throw new ShapeError(`resizeImage: argument src: expected ${h * w * c} values for ${showShape(from)}, got ${src.length}`);
-  if (![oh, ow].every((d) => Number.isInteger(d) && d >= 1)) throw new RangeError(`resizeImage: size must be positive integers, got ${showShape(to)}`);
+  if (![oh, ow].every((d) => Number.isInteger(d) && d >= 1)) throw new ConfigError(`resizeImage: size must be positive integers, got ${showShape(to)}`);
   const out = new Float32Array(oh * ow * c);
   if (method === 'bilinear') {
     const sy = h / oh;

@@ -320,7 +320,7 @@ const got = (get: Get, w: string) => get(w)!;
  * compute differently from tfjs is refused here, before anything is built.
  */
 function compileLayer(className: string, name: string, config: Json, prefix: string, shapes: Map<string, number[]>, isHead: boolean): LayerPlan {
-  const where = `${className} '${name}'`;
+  const where = `importLayersModel: ${className} '${name}'`;
   const plan = (weights: WeightPlan[], run: LayerPlan['run']): LayerPlan => ({ name, className, weights, run });
   const bias = (cout: number, role: Role = 'bias') => leafPlan(prefix, 'bias', [cout], role, 0, zeros);
   const useBias = config.use_bias !== false;

@@ -3,7 +3,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { avgPool2x2, relu, type Tensor } from '../core/index.js';
+import { avgPool2x2, relu, type Tensor, ConfigError } from '../core/index.js';
 import { conv, convLeaves, dense, denseLeaves, he, type Leaf } from './layers.js';
 import { defineModel, type Model } from './model.js';
 
@@ -38,7 +38,7 @@ export function cnn<const H extends number, const W extends number, const C exte
   config: CnnConfig<H, W, C, F, K>,
 ): Model<readonly [H, W, C], F, K> {
   const { input, channels, features, classes } = config;
-  if (channels.length === 0) throw new RangeError('cnn: channels needs at least one stage');
+  if (channels.length === 0) throw new ConfigError('cnn: channels needs at least one stage');
   let [h, w] = input as readonly number[] as [number, number, number];
   const cins = [input[2] as number, ...channels];
   const backbone: Leaf[] = channels.flatMap((cout, i) => convLeaves(`convs.${i}`, 3, cins[i]!, cout));
@@ -46,7 +46,7 @@ export function cnn<const H extends number, const W extends number, const C exte
     h = Math.floor(h / 2);
     w = Math.floor(w / 2);
   }
-  if (h < 1 || w < 1) throw new RangeError(`cnn: ${channels.length} pooling stages shrink the ${input[0]}×${input[1]} input to nothing`);
+  if (h < 1 || w < 1) throw new ConfigError(`cnn: ${channels.length} pooling stages shrink the ${input[0]}×${input[1]} input to nothing`);
   const flat = h * w * channels[channels.length - 1]!;
   backbone.push(...denseLeaves('fc', flat, features, 'kernel', he));
   type T4 = Tensor<readonly [number, number, number, number]>;

@@ -3,7 +3,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { relu, type Shape, type Tensor } from '../core/index.js';
+import { relu, type Shape, type Tensor, ConfigError } from '../core/index.js';
 import { dense, denseLeaves, dropout, he, type Leaf } from './layers.js';
 import { defineModel, type Model } from './model.js';
 
@@ -38,7 +38,7 @@ type Last<H extends readonly number[]> = H extends readonly [...unknown[], infer
 export function mlp<const I extends Shape, const H extends readonly number[], const K extends number>(config: MlpConfig<I, H, K>): Model<I, Last<H>, K> {
   const { input, hidden, classes } = config;
   const rate = config.dropout ?? 0;
-  if (hidden.length === 0) throw new RangeError('mlp: hidden needs at least one width');
+  if (hidden.length === 0) throw new ConfigError('mlp: hidden needs at least one width');
   const din = input.reduce<number>((p, d) => p * (d as number), 1);
   const widths = [din, ...hidden];
   const backbone: Leaf[] = hidden.flatMap((out, i) => denseLeaves(`layers.${i}`, widths[i]!, out, 'kernel', he));

@@ -3,7 +3,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { slice, type Divide, type ShapeErrorMessage, type Tensor } from '../core/index.js';
+import { slice, type Divide, type ShapeErrorMessage, type Tensor, ConfigError } from '../core/index.js';
 import { block, blockLeaves, denseLeaves, dropout, layerNormLeaves, leaf, norm, patchEmbed, smallNormal, type Leaf } from './layers.js';
 import { defineModel, type Model } from './model.js';
 
@@ -55,8 +55,8 @@ export function vit<const H extends number, const W extends number, const C exte
   const hidden = config.mlpHidden ?? 4 * width;
   const rate = config.dropout ?? 0;
   const [ih, iw, ic] = input as readonly number[] as [number, number, number];
-  if (!Number.isInteger(patch) || patch < 1 || ih % patch || iw % patch) throw new RangeError(`vit: patch ${patch} does not divide the ${ih}×${iw} input`);
-  if (!Number.isInteger(heads) || heads < 1 || width % heads) throw new RangeError(`vit: ${heads} heads do not divide width ${width}`);
+  if (!Number.isInteger(patch) || patch < 1 || ih % patch || iw % patch) throw new ConfigError(`vit: patch ${patch} does not divide the ${ih}×${iw} input`);
+  if (!Number.isInteger(heads) || heads < 1 || width % heads) throw new ConfigError(`vit: ${heads} heads do not divide width ${width}`);
   const tokens = (ih / patch) * (iw / patch);
   const backbone: Leaf[] = [
     ...denseLeaves('patch', patch * patch * ic, width),

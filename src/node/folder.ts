@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
-import { FormatError, SparsetuneError } from '../core/errors.js';
+import { ConfigError, DataError, FormatError } from '../core/errors.js';
 import { resizeImage, summarize, type DataSummary, type ResizeMethod } from '../data/build.js';
 import type { DataSet } from '../data/images.js';
 
@@ -75,21 +75,22 @@ export function loadImageFolder<const H extends number, const W extends number, 
   root: string,
   options: ImageFolderOptions<H, W, C>,
 ): ImageFolder<readonly [H, W, C]> {
+  if (typeof options !== 'object' || options === null || !Array.isArray(options.size)) throw new ConfigError('loadImageFolder: give options with the size to resize to, e.g. { size: [32, 32] }');
   const [height, width] = options.size;
   const channels = (options.channels ?? 3) as C;
-  if (![height, width].every((d) => Number.isInteger(d) && d >= 1)) throw new RangeError(`loadImageFolder: size must be positive integers, got [${options.size.join(', ')}]`);
-  if (channels !== 1 && channels !== 3) throw new RangeError(`loadImageFolder: channels must be 1 or 3, got ${String(channels)}`);
+  if (![height, width].every((d) => Number.isInteger(d) && d >= 1)) throw new ConfigError(`loadImageFolder: size must be positive integers, got [${options.size.join(', ')}]`);
+  if (channels !== 1 && channels !== 3) throw new ConfigError(`loadImageFolder: channels must be 1 or 3, got ${String(channels)}`);
   const classes = readdirSync(root)
     .filter((d) => !d.startsWith('.') && statSync(join(root, d)).isDirectory())
     .sort(byName);
-  if (classes.length === 0) throw new SparsetuneError(`loadImageFolder: ${root} has no class sub-folders`);
+  if (classes.length === 0) throw new DataError(`loadImageFolder: ${root} has no class sub-folders`);
   const files: string[] = [];
   const labels: number[] = [];
   classes.forEach((c, k) => {
     const found = readdirSync(join(root, c))
       .filter((f) => !f.startsWith('.') && EXTENSIONS.has(extname(f).toLowerCase()))
       .sort(byName);
-    if (found.length === 0) throw new SparsetuneError(`loadImageFolder: class folder '${c}' holds no .png, .jpg or .jpeg file`);
+    if (found.length === 0) throw new DataError(`loadImageFolder: class folder '${c}' holds no .png, .jpg or .jpeg file`);
     for (const f of found) {
       files.push(join(c, f));
       labels.push(k);
