@@ -28,9 +28,13 @@ describe('examples run', () => {
   });
 });
 
-describe('the benchmarks guide shows the committed results', () => {
-  const guide = readFileSync(`${root}docs/benchmarks.md`, 'utf8');
-  test.each(['bench/results/accuracy/accuracy.md', 'bench/results/speed.md'])('%s', (file) => {
+describe('the guides show the committed benchmark results', () => {
+  test.each([
+    ['docs/benchmarks.md', 'bench/results/accuracy/accuracy.md'],
+    ['docs/benchmarks.md', 'bench/results/speed.md'],
+    ['docs/your-model.md', 'bench/results/keras-mobilenet.md'],
+  ])('%s shows %s', (doc, file) => {
+    const guide = readFileSync(`${root}${doc}`, 'utf8');
     const rows = readFileSync(`${root}${file}`, 'utf8').split('\n').filter((l) => l.startsWith('|'));
     expect(rows.length).toBeGreaterThan(2);
     for (const row of rows) expect(guide).toContain(row);

@@ -7,16 +7,35 @@ import { dirname, join } from 'node:path';
 import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 
-export async function loadNsfwMobileNetV2(): Promise<tfl.LayersModel> {
+/**
+ * Loads nsfwjs's MobileNetV2 with stock tfjs. With `side`, the same weights in
+ * the same graph built for `side × side` inputs, as Keras builds MobileNetV2
+ * for another `input_shape`: the input layer resized, and the final 7×7
+ * average pool — a global average at 224 — sized to the `side / 32` map that
+ * `side` leaves, so it stays a global average (Flatten needs the pooled
+ * shape fixed, so the input dims cannot stay open). The ZeroPadding2D layers
+ * pad (0, 1), right while every strided map is even: `side` must be a
+ * multiple of 32.
+ */
+export async function loadNsfwMobileNetV2(side?: number): Promise<tfl.LayersModel> {
+  if (side !== undefined && !(Number.isInteger(side) && side >= 32 && side % 32 === 0)) throw new RangeError(`loadNsfwMobileNetV2: side must be a multiple of 32, got ${side}`);
   const require = createRequire(import.meta.url);
   // nsfwjs's exports map hides dist/models; its main entry (dist/cjs/index.js) locates the package.
   const dir = join(dirname(require.resolve('nsfwjs')), '..', 'models', 'mobilenet_v2');
   const json = require(join(dir, 'model.min.js')) as tf.io.ModelJSON;
   const shard = require(join(dir, 'group1-shard1of1.min.js')) as string;
   const bytes = Buffer.from(shard, 'base64');
+  // A copy: require's cache holds the original.
+  const topology = JSON.parse(JSON.stringify(json.modelTopology)) as { model_config: { config: { layers: { class_name: string; config: Record<string, unknown> }[] } } };
+  if (side !== undefined) {
+    for (const l of topology.model_config.config.layers) {
+      if (l.class_name === 'InputLayer') l.config['batch_input_shape'] = [null, side, side, 3];
+      if (l.class_name === 'AveragePooling2D') l.config['pool_size'] = l.config['strides'] = [side / 32, side / 32];
+    }
+  }
   return tfl.loadLayersModel(
     tf.io.fromMemory({
-      modelTopology: json.modelTopology,
+      modelTopology: topology,
       weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
       weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
     }),

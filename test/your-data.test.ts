@@ -22,6 +22,7 @@ import {
   meanSquaredError,
   mlp,
   neuron,
+  resizeDataSet,
   resizeImage,
   rng,
   scoresOf,
@@ -187,6 +188,25 @@ describe('your own data', () => {
     expect(Array.from(resizeImage(Float32Array.of(0, 1, 1, 0), [2, 2, 1], [1, 1], 'area'))).toEqual([0.5]);
     const img = Float32Array.from({ length: 12 }, (_, i) => i / 12);
     expect(resizeImage(img, [2, 3, 2], [2, 3], 'bilinear')).toEqual(img);
+  });
+
+  test('resizeDataSet: every image resized, grey repeated into each channel, labels copied; bad shapes named', () => {
+    const grey = dataSet({ images: Float32Array.from({ length: 3 * 4 * 4 }, (_, i) => (i % 7) / 7), labels: [2, 0, 1], shape: [4, 4, 1] });
+    const rgb = resizeDataSet(grey, [2, 2, 3]);
+    const typed: DataSet<readonly [2, 2, 3]> = rgb;
+    expect([typed.n, typed.shape]).toEqual([3, [2, 2, 3]]);
+    expect(Array.from(rgb.labels)).toEqual([2, 0, 1]);
+    expect(rgb.labels).not.toBe(grey.labels);
+    for (let i = 0; i < 3; i++) {
+      const one = resizeImage(grey.images.subarray(16 * i, 16 * (i + 1)), [4, 4, 1], [2, 2], 'area');
+      for (let p = 0; p < 4; p++) for (let ch = 0; ch < 3; ch++) expect(rgb.images[12 * i + 3 * p + ch]).toBe(one[p]);
+    }
+    // Same channels: each image exactly as resizeImage makes it.
+    const colour = dataSet({ images: Float32Array.from({ length: 2 * 3 * 3 * 2 }, (_, i) => i / 36), labels: [0, 1], shape: [3, 3, 2] });
+    const big = resizeDataSet(colour, [5, 4, 2], 'bilinear');
+    expect(big.images.subarray(40)).toEqual(resizeImage(colour.images.subarray(18), [3, 3, 2], [5, 4], 'bilinear'));
+    expect(() => resizeDataSet(colour, [3, 3, 3])).toThrow(ShapeError);
+    expect(() => resizeDataSet(synthetic([5], 2, 2), [2, 2, 1])).toThrow('are not [H, W, C] images');
   });
 
   test('loadImageFolder: classes sorted by folder name, PNG and JPEG, resized, reported', () => {

@@ -7,8 +7,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, DataError, ConfigError } from '../core/index.js';
-import { labelWidth, sampleSize, showShape, splitIndices, subset, type DataSet, type Labels, type SampleShape } from './images.js';
+import { ConfigError, DataError, ShapeError } from '../core/index.js';
+import { checkLayout, labelWidth, sampleSize, showShape, splitIndices, subset, type DataSet, type Labels, type SampleShape } from './images.js';
 
 /**
  * What {@link dataSet} builds from.
@@ -240,4 +240,42 @@ export function resizeImage(src: ArrayLike<number>, from: readonly [number, numb
     }
   }
   return out;
+}
+
+/**
+ * Every image of a data set resized to `to = [height, width, channels]`
+ * with {@link resizeImage}, labels copied: how a task's images are brought to
+ * a pre-trained network's input, such as the built-in 28×28 grey tasks to an
+ * ImageNet model's RGB input. `channels` must equal the set's, or the set
+ * must be grey (1 channel), whose one channel is then repeated into each of
+ * the `channels` (grey in RGB is equal R, G and B). The default `'area'`
+ * averages when shrinking; `'bilinear'` gives smoother images when enlarging.
+ * Returns a new set; `set` is not changed.
+ * @example
+ * ```ts
+ * const rgb = resizeDataSet(digits().train, [96, 96, 3], 'bilinear'); // DataSet<readonly [96, 96, 3]>
+ * ```
+ * @category Data
+ */
+export function resizeDataSet<const T extends readonly [number, number, number], L extends Labels = Int32Array>(
+  set: DataSet<SampleShape, L>,
+  to: T,
+  method: ResizeMethod = 'area',
+): DataSet<T, L> {
+  checkLayout('resizeDataSet', 'set', set);
+  if (set.shape.length !== 3) throw new ShapeError(`resizeDataSet: argument set: samples of shape ${showShape(set.shape)} are not [H, W, C] images`);
+  const [h, w, c] = set.shape as readonly [number, number, number];
+  const [oh, ow, oc] = to;
+  if (!Number.isInteger(oc) || oc < 1) throw new ConfigError(`resizeDataSet: channels must be a positive integer, got ${showShape(to)}`);
+  if (oc !== c && c !== 1) throw new ShapeError(`resizeDataSet: ${c} channels cannot become ${oc}: give the set's own channel count, or start from grey (1 channel)`);
+  const per = oh * ow * oc;
+  const images = new Float32Array(set.n * per);
+  for (let i = 0; i < set.n; i++) {
+    // Resized at the source's channel count, then spread: a grey image is resized once, not oc times.
+    const small = resizeImage(set.images.subarray(i * h * w * c, (i + 1) * h * w * c), [h, w, c], [oh, ow], method);
+    const out = images.subarray(i * per, (i + 1) * per);
+    if (oc === c) out.set(small);
+    else for (let p = 0; p < oh * ow; p++) out.fill(small[p]!, p * oc, (p + 1) * oc);
+  }
+  return { images, labels: set.labels.slice() as L, n: set.n, shape: to };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 export { IMAGE_SHAPE, splitIndices, subset, type DataFits, type DataSet, type ImageSet, type Labels, type SampleShape } from './images.js';
-export { dataSet, resizeImage, splitDataSet, summarize, type DataSetInput, type DataSummary, type ResizeMethod, type SplitOptions } from './build.js';
+export { dataSet, resizeDataSet, resizeImage, splitDataSet, summarize, type DataSetInput, type DataSummary, type ResizeMethod, type SplitOptions } from './build.js';
 export type { Task, TaskGroup, TaskName, TaskOptions } from './tasks.js';
 export { twoViews, type AugmentOptions } from './augment.js';
 export { batches, toTensors, type Batch, type BatchOptions, type LabelTensor } from './batches.js';
