@@ -29,7 +29,7 @@ test('a saved model (several shards) imports, and tuned weights saved to a direc
   // Split the weights in two shards, as the converter writes larger models.
   const base = join(dir, 'base');
   const json = JSON.parse(readFileSync(join(base, 'model.json'), 'utf8'));
-  const bin = readFileSync(join(base, 'weights.bin'));
+  const bin = readFileSync(join(base, readdirSync(base).find((f) => f.endsWith('.bin'))!));
   writeFileSync(join(base, 'group1-shard1of2.bin'), bin.subarray(0, 40));
   writeFileSync(join(base, 'group1-shard2of2.bin'), bin.subarray(40));
   json.weightsManifest[0].paths = ['group1-shard1of2.bin', 'group1-shard2of2.bin'];
@@ -41,9 +41,19 @@ test('a saved model (several shards) imports, and tuned weights saved to a direc
 
   const tuned = tree(Object.entries(params).map(([p, t]) => [p, tf.add(t, rand(p, t.shape).mul(0.1))]));
   await saveLayersModelToDir(model, tuned, join(dir, 'tuned'));
-  expect(readdirSync(join(dir, 'tuned')).sort()).toEqual(['model.json', 'weights.bin']);
+  const saved = () => readdirSync(join(dir, 'tuned')).sort();
+  expect(saved()).toEqual(['model.json', expect.stringMatching(/^weights\.[0-9a-f]{8}\.bin$/)]);
   const served = await tfl.loadLayersModel(directoryHandler(join(dir, 'tuned')));
   expect(maxDiff(served.predict(x) as tf.Tensor, model.predict(tuned, x))).toBeLessThan(1e-5);
+  // Saving again with other weights replaces the pair: one model.json, the weights it names, nothing stale.
+  const first = saved()[1];
+  const tuned2 = tree(Object.entries(tuned).map(([p, t]) => [p, tf.add(t, 1)]));
+  await saveLayersModelToDir(model, tuned2, join(dir, 'tuned'));
+  expect(saved()).toHaveLength(2);
+  expect(saved()[1]).not.toBe(first);
+  expect(JSON.parse(readFileSync(join(dir, 'tuned', 'model.json'), 'utf8')).weightsManifest[0].paths).toEqual([`./${saved()[1]}`]);
+  const served2 = await tfl.loadLayersModel(directoryHandler(join(dir, 'tuned')));
+  expect(maxDiff(served2.predict(x) as tf.Tensor, model.predict(tuned2, x))).toBeLessThan(1e-5);
 });
 
 test('the root entry’s Keras code stays browser-safe: no node: imports, no process', () => {

@@ -7,22 +7,28 @@
  *
  * @module
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Params, Shape } from '../core/index.js';
+import { crc32, type Params, type Shape } from '../core/index.js';
 import { saveLayersModel } from '../keras/export.js';
 import { importLayersModel, type Imported, type ImportedModel, type ImportOptions } from '../keras/import.js';
+import { writeFileAtomic } from './atomic.js';
 
-/** The weights file {@link directoryHandler} writes. */
-const WEIGHTS = 'weights.bin';
+/** The weights file {@link directoryHandler} writes, named by its CRC-32 (see `save`). */
+const weightsName = (bytes: Uint8Array) => `weights.${crc32(bytes).toString(16).padStart(8, '0')}.bin`;
+const OUR_WEIGHTS = /^weights\.[0-9a-f]{8}\.bin$/;
 
 /**
  * A `tf.io` handler for a directory holding `model.json` and its weight
  * shards (the layout `tensorflowjs_converter` and `model.save('file://…')`
  * write): `load` reads every shard the manifest names, `save` writes
- * `model.json` and one `weights.bin`.
+ * `model.json` and one `weights.<crc32>.bin`. A save never leaves a
+ * `model.json` beside weights it does not describe: the weights go to a new
+ * file named by their checksum, then `model.json` is replaced atomically,
+ * then the weights file the old `model.json` named (if this handler wrote
+ * it) is removed. A failure midway leaves the previous model loadable.
  * @example
  * ```ts
  * const keras = await tf.loadLayersModel(directoryHandler('models/mobilenet'));
@@ -51,18 +57,25 @@ export function directoryHandler(dir: string): tf.io.IOHandler {
     async save(artifacts) {
       if (artifacts.modelTopology instanceof ArrayBuffer) throw new Error('directoryHandler: binary topologies (GraphModel protobufs) are not supported');
       const weights = artifacts.weightData === undefined ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
+      const bytes = new Uint8Array(weights);
+      const name = weightsName(bytes);
       const json: tf.io.ModelJSON = {
         modelTopology: artifacts.modelTopology as object,
         format: artifacts.format ?? 'layers-model',
         generatedBy: artifacts.generatedBy ?? `TensorFlow.js tfjs-layers v${tfl.version.tfjs}`,
         convertedBy: artifacts.convertedBy ?? null,
-        weightsManifest: [{ paths: [`./${WEIGHTS}`], weights: artifacts.weightSpecs ?? [] }],
+        weightsManifest: [{ paths: [`./${name}`], weights: artifacts.weightSpecs ?? [] }],
         ...(artifacts.trainingConfig ? { trainingConfig: artifacts.trainingConfig } : {}),
         ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
       };
       await mkdir(root, { recursive: true });
-      await writeFile(join(root, WEIGHTS), new Uint8Array(weights));
-      await writeFile(join(root, 'model.json'), JSON.stringify(json));
+      const previous = await readFile(join(root, 'model.json'), 'utf8').then(
+        (text) => ((JSON.parse(text) as tf.io.ModelJSON).weightsManifest ?? []).flatMap((g) => g.paths.map((p) => p.replace(/^\.\//, ''))),
+        () => [] as string[],
+      );
+      writeFileAtomic(join(root, name), bytes);
+      writeFileAtomic(join(root, 'model.json'), new TextEncoder().encode(JSON.stringify(json)));
+      for (const old of previous) if (old !== name && OUR_WEIGHTS.test(old)) await rm(join(root, old), { force: true });
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     },
   };
@@ -104,7 +117,7 @@ export async function importLayersModelFromDir<I extends Shape = Shape, F extend
 
 /**
  * Saves `params` of an imported model as a tfjs LayersModel in `dir`
- * (`model.json` + `weights.bin`), for stock `tf.loadLayersModel`.
+ * (`model.json` + `weights.<crc32>.bin`), for stock `tf.loadLayersModel`.
  * @example
  * ```ts
  * await saveLayersModelToDir(model, tuned, 'models/tuned');
