@@ -51,7 +51,6 @@ describe('criteria', () => {
     const e = env(3);
     const g = scoresOf(e, gradient({ batchSize: 8 }));
     const s = scoresOf(e, sensitivity({ batchSize: 8, samples: 16 }));
-    // Reference for cross-entropy sensitivity: per-batch gradients in the criterion's order, squared, summed.
     const leaf = 'blocks.1.mlp.fc2.kernel';
     expect(g[leaf]!.length).toBe(8 * 4 * 8);
     expect(g[leaf]!.every((v) => v >= 0)).toBe(true);
@@ -59,6 +58,28 @@ describe('criteria', () => {
     // The head gets no gradient from the head-free SupCon loss.
     expect(g['head.kernel']!.every((v) => v === 0)).toBe(true);
     expect(s['head.kernel']!.some((v) => v > 0)).toBe(true);
+  });
+
+  test('sensitivity is Σ over batches of (batch gradient)², checked against per-image cross-entropy gradients', () => {
+    // With one image per batch the sum does not depend on the (seeded) batch order.
+    const four = subset(data, [0, 1, 2, 3]);
+    const ours = scoresOf(selectionEnv({ model, params, data: four, seed: 2 }), sensitivity({ batchSize: 1, samples: 4 }));
+    const ps = paths(model.spec);
+    const perImage = [0, 1, 2, 3].map((i) => {
+      const one = subset(four, [i]);
+      const x = tf.tensor4d(one.images, [1, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
+      const y = tf.tensor1d(one.labels, 'int32') as Tensor<readonly ['B']>;
+      const loss = (...ts: tf.Tensor[]) => crossEntropy(model.apply(Object.fromEntries(ps.map((p, k) => [p, ts[k]!])) as Params, x).logits as Tensor<readonly ['B', number]>, y) as tf.Scalar;
+      return tf.grads(loss)(ps.map((p) => params[p]!));
+    });
+    for (const path of ['blocks.0.mlp.fc1.kernel', 'head.kernel']) {
+      const at = ps.indexOf(path);
+      const sumOfSquares = tf.addN(perImage.map((g) => tf.square(g[at]!))).dataSync();
+      const squareOfSum = tf.square(tf.addN(perImage.map((g) => g[at]!))).dataSync();
+      ours[path]!.forEach((v, i) => expect(v).toBeCloseTo(sumOfSquares[i]!, 6));
+      // The reference tells the two apart, so a criterion that squared the sum (or took |·|) would fail.
+      expect(sumOfSquares.some((v, i) => Math.abs(v - squareOfSum[i]!) > 1e-6)).toBe(true);
+    }
   });
 
   test('gradient sums signed batch gradients before the absolute value: |Σ ∇|, not Σ |∇|', () => {
