@@ -46,6 +46,18 @@ const data = subset(buildTask('rotation', { testSize: 1 }).train, [...Array(24).
 const env = (seed = 0) => selectionEnv({ model, params, data, seed });
 const trainable = (m: ReturnType<typeof select>, p: string) => m.bits[p]!.reduce((a, b) => a + b, 0);
 
+/** Cross-entropy gradients of every leaf, one image at a time: the reference the criteria are checked against. */
+function perImageGrads(set: typeof data): tf.Tensor[][] {
+  const ps = paths(model.spec);
+  return [...Array(set.n).keys()].map((i) => {
+    const one = subset(set, [i]);
+    const x = tf.tensor4d(one.images, [1, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
+    const y = tf.tensor1d(one.labels, 'int32') as Tensor<readonly ['B']>;
+    const loss = (...ts: tf.Tensor[]) => crossEntropy(model.apply(Object.fromEntries(ps.map((p, k) => [p, ts[k]!])) as Params, x).logits as Tensor<readonly ['B', number]>, y) as tf.Scalar;
+    return tf.grads(loss)(ps.map((p) => params[p]!));
+  });
+}
+
 describe('criteria', () => {
   test('gradient is |Σ batch gradients| of SupCon on two views; sensitivity Σ (batch gradient)² of cross-entropy', () => {
     const e = env(3);
@@ -65,13 +77,7 @@ describe('criteria', () => {
     const four = subset(data, [0, 1, 2, 3]);
     const ours = scoresOf(selectionEnv({ model, params, data: four, seed: 2 }), sensitivity({ batchSize: 1, samples: 4 }));
     const ps = paths(model.spec);
-    const perImage = [0, 1, 2, 3].map((i) => {
-      const one = subset(four, [i]);
-      const x = tf.tensor4d(one.images, [1, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
-      const y = tf.tensor1d(one.labels, 'int32') as Tensor<readonly ['B']>;
-      const loss = (...ts: tf.Tensor[]) => crossEntropy(model.apply(Object.fromEntries(ps.map((p, k) => [p, ts[k]!])) as Params, x).logits as Tensor<readonly ['B', number]>, y) as tf.Scalar;
-      return tf.grads(loss)(ps.map((p) => params[p]!));
-    });
+    const perImage = perImageGrads(four);
     for (const path of ['blocks.0.mlp.fc1.kernel', 'head.kernel']) {
       const at = ps.indexOf(path);
       const sumOfSquares = tf.addN(perImage.map((g) => tf.square(g[at]!))).dataSync();
@@ -87,13 +93,7 @@ describe('criteria', () => {
     const four = subset(data, [0, 1, 2, 3]);
     const ours = scoresOf(selectionEnv({ model, params, data: four, seed: 1 }), gradient({ loss: 'ce', batchSize: 1 }));
     const ps = paths(model.spec);
-    const perImage = [0, 1, 2, 3].map((i) => {
-      const one = subset(four, [i]);
-      const x = tf.tensor4d(one.images, [1, 28, 28, 1]) as Tensor<readonly ['B', 28, 28, 1]>;
-      const y = tf.tensor1d(one.labels, 'int32') as Tensor<readonly ['B']>;
-      const loss = (...ts: tf.Tensor[]) => crossEntropy(model.apply(Object.fromEntries(ps.map((p, k) => [p, ts[k]!])) as Params, x).logits as Tensor<readonly ['B', number]>, y) as tf.Scalar;
-      return tf.grads(loss)(ps.map((p) => params[p]!));
-    });
+    const perImage = perImageGrads(four);
     const leaf = ps.indexOf('blocks.0.mlp.fc1.kernel');
     const absOfSum = tf.abs(tf.addN(perImage.map((g) => g[leaf]!))).dataSync();
     const sumOfAbs = tf.addN(perImage.map((g) => tf.abs(g[leaf]!))).dataSync();
