@@ -22,6 +22,10 @@ import {
 
 /**
  * max(x, 0).
+ * @example
+ * ```ts
+ * const h = relu(linear(x, w)); // negative entries become 0
+ * ```
  * @category Ops
  */
 export function relu<S extends Shape>(x: Tensor<S>): Tensor<S> {
@@ -33,6 +37,10 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 /**
  * GELU, tanh approximation (as ViT implementations use):
  * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ * @example
+ * ```ts
+ * const h = gelu(dense); // same shape as dense
+ * ```
  * @category Ops
  */
 export function gelu<S extends Shape>(x: Tensor<S>): Tensor<S> {
@@ -47,6 +55,10 @@ export function gelu<S extends Shape>(x: Tensor<S>): Tensor<S> {
 
 /**
  * Softmax over the last axis.
+ * @example
+ * ```ts
+ * const probs = softmax(logits); // logits: Tensor<['B', 10]>, rows sum to 1
+ * ```
  * @category Ops
  */
 export function softmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
@@ -55,6 +67,10 @@ export function softmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
 
 /**
  * Log-softmax over the last axis (tfjs's stable form, max subtracted first).
+ * @example
+ * ```ts
+ * const logProbs = logSoftmax(logits); // logits: Tensor<['B', 10]>
+ * ```
  * @category Ops
  */
 export function logSoftmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
@@ -63,6 +79,10 @@ export function logSoftmax<S extends Shape>(x: Tensor<S>): Tensor<S> {
 
 /**
  * Layer normalisation over the last axis with scale `gamma` and shift `beta`.
+ * @example
+ * ```ts
+ * const y = layerNorm(x, gamma, beta); // x: Tensor<['B', 'T', 64]>, gamma, beta: Tensor<[64]>
+ * ```
  * @category Ops
  */
 export function layerNorm<const L extends Shape, D extends Dim>(
@@ -89,6 +109,10 @@ export function layerNorm<const L extends Shape, D extends Dim>(
 /**
  * Scales each row (last axis) to unit L2 norm; rows with norm below
  * `epsilon` are divided by `epsilon` instead (no NaN for a zero row).
+ * @example
+ * ```ts
+ * const z = l2Normalize(features); // every row of z has norm 1
+ * ```
  * @category Ops
  */
 export function l2Normalize<S extends Shape>(x: Tensor<S>, epsilon = 1e-12): Tensor<S> {
@@ -154,6 +178,10 @@ type ConvOut<H extends Dim, P extends Padding> = P extends 'same' ? H : number;
  * `[KH, KW, C, O]`. The compiler checks the input channels; with `'same'`
  * the spatial dims are kept in the type. For non-overlapping patches
  * (stride = kernel) use {@link patchify} and a dense product, which is faster.
+ * @example
+ * ```ts
+ * const y = conv2d(images, filter); // images: Tensor<['B', 28, 28, 1]>, filter: Tensor<[3, 3, 1, 8]> → Tensor<['B', 28, 28, 8]>
+ * ```
  * @category Ops
  */
 export function conv2d<B extends Dim, H extends Dim, W extends Dim, C extends Dim, KH extends Dim, KW extends Dim, O extends Dim, P extends Padding = 'same'>(
@@ -176,6 +204,10 @@ export function conv2d<B extends Dim, H extends Dim, W extends Dim, C extends Di
 /**
  * 2×2 average pooling with stride 2 (odd trailing rows/columns dropped),
  * written as reshape + mean so its gradient needs no pooling kernel.
+ * @example
+ * ```ts
+ * const pooled = avgPool2x2(y); // [B, 28, 28, 8] → [B, 14, 14, 8]
+ * ```
  * @category Ops
  */
 export function avgPool2x2<B extends Dim, H extends Dim, W extends Dim, C extends Dim>(x: Tensor<readonly [B, H, W, C]>): Tensor<[B, number, number, C]> {
@@ -195,6 +227,10 @@ export function avgPool2x2<B extends Dim, H extends Dim, W extends Dim, C extend
  * Cuts images `[B, H, W, C]` into non-overlapping `P×P` patches, flattened
  * in (row, column, channel) order: `[B, (H/P)·(W/P), P·P·C]`. With
  * a dense product this is a stride-P convolution (ViT's patch embedding).
+ * @example
+ * ```ts
+ * const patches = patchify(images, 7); // [B, 28, 28, 1] → [B, 16, 49]
+ * ```
  * @category Ops
  */
 export function patchify<B extends Dim, H extends Dim, W extends Dim, C extends Dim>(
@@ -229,6 +265,10 @@ export type HeadsCheck<D extends Dim, H extends number> = Divide<D, H> extends '
  * Splits the width of `[B, T, D]` into `heads` heads: `[B, heads, T, D/heads]`.
  * A width the head count does not divide is a compile error for literal dims
  * (`splitHeads(x /* [B, T, 64] *\/, 5)`) and a run-time error otherwise.
+ * @example
+ * ```ts
+ * const q = splitHeads(x, 4); // x: Tensor<['B', 'T', 64]> → Tensor<['B', 4, 'T', 16]>
+ * ```
  * @category Ops
  */
 export function splitHeads<B extends Dim, T extends Dim, D extends Dim, const H extends number>(
@@ -246,6 +286,10 @@ export function splitHeads<B extends Dim, T extends Dim, D extends Dim, const H 
 
 /**
  * Inverse of {@link splitHeads}: `[B, H, T, E]` → `[B, T, H·E]`.
+ * @example
+ * ```ts
+ * const out = mergeHeads(q); // [B, 4, T, 16] → [B, T, 64]
+ * ```
  * @category Ops
  */
 export function mergeHeads<B extends Dim, H extends Dim, T extends Dim, E extends Dim>(x: Tensor<readonly [B, H, T, E]>): Tensor<[B, T, number]> {

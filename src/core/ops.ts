@@ -37,6 +37,11 @@ let stock = false;
  * ops and tfjs's own gradients (`true`) or the custom gradients (`false`,
  * the default). For side-by-side benchmarks and reference checks only: the
  * stock path is slower on wasm and cannot train a convolution there.
+ * @example
+ * ```ts
+ * useStockGradients(true); // reference run on tfjs's own gradients
+ * useStockGradients(false); // back to the default
+ * ```
  * @category Backends
  */
 export function useStockGradients(on: boolean): void {
@@ -115,6 +120,10 @@ export function matmul<M extends Dim, K extends Dim, N extends Dim>(
 /**
  * Batched matrix product: `[...L, M, K] × [...L, K, N] → [...L, M, N]`, the
  * leading dims equal (no broadcasting).
+ * @example
+ * ```ts
+ * const scores = batchMatmul(q, k); // q: Tensor<['B', 4, 'T', 16]>, k: Tensor<['B', 4, 16, 'T']> → Tensor<['B', 4, 'T', 'T']>
+ * ```
  * @category Ops
  */
 export function batchMatmul<const L extends Shape, M extends Dim, K extends Dim, N extends Dim>(
@@ -135,6 +144,10 @@ export function batchMatmul<const L extends Shape, M extends Dim, K extends Dim,
 /**
  * A dense layer's product over any leading dims: `[...L, K] × [K, N] → [...L, N]`
  * (the rows of every leading index share `w`).
+ * @example
+ * ```ts
+ * const y = linear(tokens, w); // tokens: Tensor<['B', 'T', 64]>, w: Tensor<[64, 128]> → Tensor<['B', 'T', 128]>
+ * ```
  * @category Ops
  */
 export function linear<const L extends Shape, K extends Dim, N extends Dim>(
@@ -155,6 +168,10 @@ export function linear<const L extends Shape, K extends Dim, N extends Dim>(
 
 /**
  * Adds a bias vector along the last axis: `[...L, N] + [N]`.
+ * @example
+ * ```ts
+ * const y = biasAdd(linear(x, w), b); // b: Tensor<[10]>
+ * ```
  * @category Ops
  */
 export function biasAdd<const L extends Shape, N extends Dim>(
@@ -196,21 +213,37 @@ function elementwise(op: string, f: (a: tf.Tensor, b: tf.Tensor | number) => tf.
 
 /**
  * `a + b`, `b` broadcasting onto `a` (a number, or a trailing part of `a`'s shape with 1s allowed).
+ * @example
+ * ```ts
+ * const y = add(x, 1); // or add(x, b) with b: Tensor<[10]> for x: Tensor<['B', 10]>
+ * ```
  * @category Ops
  */
 export const add = elementwise('add', tf.add);
 /**
  * `a - b`, `b` broadcasting onto `a`.
+ * @example
+ * ```ts
+ * const centred = sub(x, 0.5);
+ * ```
  * @category Ops
  */
 export const sub = elementwise('sub', tf.sub);
 /**
  * `a * b`, `b` broadcasting onto `a`.
+ * @example
+ * ```ts
+ * const scaled = mul(x, 2);
+ * ```
  * @category Ops
  */
 export const mul = elementwise('mul', tf.mul);
 /**
  * `a / b`, `b` broadcasting onto `a`.
+ * @example
+ * ```ts
+ * const normalised = div(x, 255);
+ * ```
  * @category Ops
  */
 export const div = elementwise('div', tf.div);
@@ -253,6 +286,10 @@ function axisOf(op: string, rank: number, axis: number): number {
 
 /**
  * Permutes axes: output axis `i` is input axis `perm[i]`.
+ * @example
+ * ```ts
+ * const t = transpose(x, [1, 0]); // x: Tensor<['B', 10]> → Tensor<[10, 'B']>
+ * ```
  * @category Ops
  */
 export function transpose<S extends Shape, const P extends readonly number[]>(x: Tensor<S>, perm: P): Tensor<Permute<S, P>> {
@@ -265,6 +302,10 @@ export function transpose<S extends Shape, const P extends readonly number[]>(x:
 
 /**
  * Concatenates along `axis`; every other dim must agree.
+ * @example
+ * ```ts
+ * const both = concat([view1, view2], 0); // two [B, F] batches → [2B, F]
+ * ```
  * @category Ops
  */
 export function concat<S extends Shape, const A extends number>(xs: readonly Tensor<S>[], axis: A): Tensor<SetAxis<S, A, number>> {
@@ -282,6 +323,10 @@ export function concat<S extends Shape, const A extends number>(xs: readonly Ten
 
 /**
  * Takes `size` entries from `begin` along `axis`.
+ * @example
+ * ```ts
+ * const cls = slice(tokens, 1, 0, 1); // tokens: Tensor<['B', 'T', 64]> → Tensor<['B', 1, 64]>
+ * ```
  * @category Ops
  */
 export function slice<S extends Shape, const A extends number, const N extends number>(
@@ -302,6 +347,10 @@ export function slice<S extends Shape, const A extends number, const N extends n
 
 /**
  * Splits `x` into `n` equal parts along `axis`.
+ * @example
+ * ```ts
+ * const [q, k, v] = split(qkv, 2, 3); // qkv: Tensor<['B', 'T', 192]> → three [B, T, 64]
+ * ```
  * @category Ops
  */
 export function split<S extends Shape, const A extends number>(x: Tensor<S>, axis: A, n: number): Tensor<SetAxis<S, A, number>>[] {
@@ -320,22 +369,38 @@ function reduction(op: string, f: (x: tf.Tensor, axis: number, keep: boolean) =>
 
 /**
  * Sum over one axis, which disappears from the shape.
+ * @example
+ * ```ts
+ * const perRow = sum(x, 1); // x: Tensor<['B', 10]> → Tensor<['B']>
+ * ```
  * @category Ops
  */
 export const sum = reduction('sum', tf.sum);
 /**
  * Mean over one axis, which disappears from the shape.
+ * @example
+ * ```ts
+ * const pooled = mean(tokens, 1); // tokens: Tensor<['B', 'T', 64]> → Tensor<['B', 64]>
+ * ```
  * @category Ops
  */
 export const mean = reduction('mean', tf.mean);
 /**
  * Maximum over one axis, which disappears from the shape.
+ * @example
+ * ```ts
+ * const best = max(logits, 1); // logits: Tensor<['B', 10]> → Tensor<['B']>
+ * ```
  * @category Ops
  */
 export const max = reduction('max', tf.max);
 
 /**
  * Sum of every entry, as a scalar (e.g. a loss).
+ * @example
+ * ```ts
+ * const total = sumAll(x); // Tensor<[]>
+ * ```
  * @category Ops
  */
 export function sumAll(x: Tensor): Tensor<[]> {
@@ -344,6 +409,10 @@ export function sumAll(x: Tensor): Tensor<[]> {
 
 /**
  * Mean of every entry, as a scalar.
+ * @example
+ * ```ts
+ * const loss = meanAll(sub(outputs, targets)); // Tensor<[]>
+ * ```
  * @category Ops
  */
 export function meanAll(x: Tensor): Tensor<[]> {
@@ -354,6 +423,10 @@ export function meanAll(x: Tensor): Tensor<[]> {
  * One-hot encodes int32 labels `[B]` into float32 `[B, D]`. Like tfjs, a
  * label outside `[0, depth)` gives a zero row; validate labels once at the
  * data boundary rather than paying a device read on every step.
+ * @example
+ * ```ts
+ * const targets = oneHot(labels, 10); // labels: int32 Tensor<['B']> → Tensor<['B', 10]>
+ * ```
  * @category Ops
  */
 export function oneHot<B extends Dim, const D extends number>(labels: Tensor<readonly [B]>, depth: D): Tensor<[B, D]> {

@@ -116,6 +116,10 @@ export function rng(seed: number): Rng {
 
 /**
  * A float32 tensor of i.i.d. normal draws, scaled by `std`.
+ * @example
+ * ```ts
+ * const w = randomNormal(rng(0), [784, 10], 0.02);
+ * ```
  * @category Randomness
  */
 export function randomNormal(r: Rng, shape: readonly number[], std = 1): tf.Tensor {
@@ -127,6 +131,10 @@ export function randomNormal(r: Rng, shape: readonly number[], std = 1): tf.Tens
 
 /**
  * A float32 tensor of i.i.d. uniform draws in [lo, hi).
+ * @example
+ * ```ts
+ * const noise = randomUniform(rng(0).fork('noise'), [4, 28, 28, 1], -0.1, 0.1);
+ * ```
  * @category Randomness
  */
 export function randomUniform(r: Rng, shape: readonly number[], lo = 0, hi = 1): tf.Tensor {

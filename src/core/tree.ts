@@ -59,6 +59,10 @@ const SEGMENT = /^[A-Za-z_][A-Za-z0-9_]*$|^[0-9]+$/;
  * Natural order of dotted paths: segment by segment, numbers numerically
  * (`blocks.2` before `blocks.10`), names by code point. Depth order and
  * every tie-break in selection follow from it.
+ * @example
+ * ```ts
+ * ['blocks.10.bias', 'blocks.2.bias'].sort(comparePaths); // ['blocks.2.bias', 'blocks.10.bias']
+ * ```
  * @category Parameter trees
  */
 export function comparePaths(a: string, b: string): number {
@@ -111,6 +115,10 @@ export function tree<T>(entries: Iterable<readonly [string, T]>): Tree<T> {
 
 /**
  * The paths of a tree, in tree order.
+ * @example
+ * ```ts
+ * paths(model.spec); // every leaf path, in comparePaths order
+ * ```
  * @category Parameter trees
  */
 export function paths<T>(t: Tree<T>): string[] {
@@ -119,6 +127,10 @@ export function paths<T>(t: Tree<T>): string[] {
 
 /**
  * Applies `f` to every leaf, keeping paths and order.
+ * @example
+ * ```ts
+ * const sizes = mapTree(model.spec, (leaf) => leafSize(leaf));
+ * ```
  * @category Parameter trees
  */
 export function mapTree<A, B>(t: Tree<A>, f: (leaf: A, path: string) => B): Tree<B> {
@@ -127,6 +139,10 @@ export function mapTree<A, B>(t: Tree<A>, f: (leaf: A, path: string) => B): Tree
 
 /**
  * Combines two trees of the same paths leaf by leaf; different paths are a {@link SpecError}.
+ * @example
+ * ```ts
+ * const diff = zipTree(tuned, params, (a, b) => a.sub(b));
+ * ```
  * @category Parameter trees
  */
 export function zipTree<A, B, C>(a: Tree<A>, b: Tree<B>, f: (x: A, y: B, path: string) => C): Tree<C> {
@@ -136,6 +152,10 @@ export function zipTree<A, B, C>(a: Tree<A>, b: Tree<B>, f: (x: A, y: B, path: s
 
 /**
  * Throws a {@link SpecError} naming the first missing and extra paths when `a` and `b` differ in paths.
+ * @example
+ * ```ts
+ * assertSamePaths(model.spec, params, 'params'); // throws a SpecError naming missing and extra paths
+ * ```
  * @category Parameter trees
  */
 export function assertSamePaths(a: Tree<unknown>, b: Tree<unknown>, what: string): void {
@@ -149,6 +169,10 @@ export function assertSamePaths(a: Tree<unknown>, b: Tree<unknown>, what: string
 
 /**
  * The leaves for which `keep` holds.
+ * @example
+ * ```ts
+ * const heads = filterTree(model.spec, (leaf) => leaf.role === 'head');
+ * ```
  * @category Parameter trees
  */
 export function filterTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => boolean): Tree<T> {
@@ -157,6 +181,11 @@ export function filterTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => boole
 
 /**
  * Splits a tree in two by a predicate; {@link combine} puts it back together.
+ * @example
+ * ```ts
+ * const [biases, rest] = partitionTree(params, (_t, path) => path.endsWith('.bias'));
+ * const back = combine(biases, rest); // same tree as params
+ * ```
  * @category Parameter trees
  */
 export function partitionTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => boolean): [Tree<T>, Tree<T>] {
@@ -165,6 +194,10 @@ export function partitionTree<T>(t: Tree<T>, keep: (leaf: T, path: string) => bo
 
 /**
  * Joins trees with disjoint paths into one, in tree order; a shared path is a {@link SpecError}.
+ * @example
+ * ```ts
+ * const full = combine(backboneParams, model.initHead(0));
+ * ```
  * @category Parameter trees
  */
 export function combine<T>(...trees: Tree<T>[]): Tree<T> {
@@ -174,6 +207,11 @@ export function combine<T>(...trees: Tree<T>[]): Tree<T> {
 /**
  * A predicate on paths from a glob: `*` matches one segment, `**` any
  * number of segments (zero included). `'blocks.*.attn.**'`, `'head.*'`.
+ * @example
+ * ```ts
+ * const isAttn = pathMatcher('blocks.*.attn.**');
+ * isAttn('blocks.0.attn.qkv.kernel'); // true
+ * ```
  * @category Parameter trees
  */
 export function pathMatcher(pattern: string): (path: string) => boolean {
@@ -192,6 +230,10 @@ export function pathMatcher(pattern: string): (path: string) => boolean {
 
 /**
  * Number of entries of one leaf.
+ * @example
+ * ```ts
+ * leafSize({ shape: [784, 10], dtype: 'float32', role: 'kernel', neuronAxis: 1 }); // 7840
+ * ```
  * @category Parameter trees
  */
 export function leafSize(leaf: LeafSpec): number {
@@ -200,6 +242,10 @@ export function leafSize(leaf: LeafSpec): number {
 
 /**
  * Total number of entries of a spec.
+ * @example
+ * ```ts
+ * const total = countEntries(model.spec); // number of parameters
+ * ```
  * @category Parameter trees
  */
 export function countEntries(spec: ParamSpec): number {
@@ -208,6 +254,13 @@ export function countEntries(spec: ParamSpec): number {
 
 /**
  * Builds a spec, checking each leaf (integer dims ≥ 0, neuron axis in range).
+ * @example
+ * ```ts
+ * const spec = paramSpec([
+ *   ['head.kernel', { shape: [64, 10], role: 'head', neuronAxis: 1 }],
+ *   ['head.bias', { shape: [10], role: 'head', neuronAxis: 0 }],
+ * ]);
+ * ```
  * @category Parameter trees
  */
 export function paramSpec(entries: Iterable<readonly [string, Omit<LeafSpec, 'dtype'> & { dtype?: 'float32' }]>): ParamSpec {
@@ -225,6 +278,10 @@ export function paramSpec(entries: Iterable<readonly [string, Omit<LeafSpec, 'dt
 
 /**
  * Checks that `params` matches `spec`: the same paths, each tensor of its leaf's shape and dtype.
+ * @example
+ * ```ts
+ * assertMatchesSpec(model.spec, params); // throws a SpecError on a missing leaf or a wrong shape
+ * ```
  * @category Parameter trees
  */
 export function assertMatchesSpec(spec: ParamSpec, params: Params, what = 'params'): void {
@@ -241,6 +298,10 @@ export function assertMatchesSpec(spec: ParamSpec, params: Params, what = 'param
 
 /**
  * Disposes every tensor of a tree.
+ * @example
+ * ```ts
+ * disposeTree(params); // frees every tensor of the tree
+ * ```
  * @category Parameter trees
  */
 export function disposeTree(t: Tree<tf.Tensor>): void {

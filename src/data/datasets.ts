@@ -45,6 +45,11 @@ let fashionCache: ImageSet | undefined;
 
 /**
  * The 10,000 MNIST digits of the `mnist` package, class by class (parsed once per process).
+ * @example
+ * ```ts
+ * import { loadMnist } from 'sparsetune/node';
+ * const all = loadMnist(); // all.n === 10000, all.shape: [28, 28, 1]
+ * ```
  * @category Data
  */
 export function loadMnist(): ImageSet {
@@ -57,13 +62,25 @@ export function loadMnist(): ImageSet {
  * entries are skipped).
  * Classes: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal,
  * 6 shirt, 7 sneaker, 8 bag, 9 ankle boot.
+ * @example
+ * ```ts
+ * import { loadFashionMnist } from 'sparsetune/node';
+ * const all = loadFashionMnist(); // all.n === 70000
+ * ```
  * @category Data
  */
 export function loadFashionMnist(): ImageSet {
   return (fashionCache ??= load('fashion-mnist', 'clothes', 255));
 }
 
-/** The fixed seed of the upstream / downstream partition of the datasets. */
+/**
+ * The fixed seed of the upstream / downstream partition of the datasets.
+ * @example
+ * ```ts
+ * import { PARTITION_SEED } from 'sparsetune/node';
+ * const [a, b] = splitIndices(1000, [800, 200], PARTITION_SEED);
+ * ```
+ */
 export const PARTITION_SEED = 20240601;
 
 /**
@@ -71,6 +88,11 @@ export const PARTITION_SEED = 20240601;
  * (5,000) for pre-training, `test` (10,000) for upstream accuracy, and a
  * `downstream` pool (10,000) that pre-training never sees, from which the
  * `fashion-coarse` task draws.
+ * @example
+ * ```ts
+ * import { fashionPartition } from 'sparsetune/node';
+ * const { train, val, test, downstream } = fashionPartition(); // 45,000 / 5,000 / 10,000 / 10,000
+ * ```
  * @category Data
  */
 export function fashionPartition(): { train: ImageSet; val: ImageSet; test: ImageSet; downstream: ImageSet } {
@@ -85,6 +107,11 @@ let fashionParts: ReturnType<typeof fashionPartition> | undefined;
  * MNIST, partitioned once and for all into a `train` pool (7,000) that
  * tasks draw training and validation images from and a `test` pool (3,000)
  * that tasks draw test images from.
+ * @example
+ * ```ts
+ * import { mnistPartition } from 'sparsetune/node';
+ * const { train, test } = mnistPartition(); // 7,000 / 3,000
+ * ```
  * @category Data
  */
 export function mnistPartition(): { train: ImageSet; test: ImageSet } {

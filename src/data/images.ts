@@ -13,7 +13,13 @@ import { DataError, rng, ShapeError, type Shape, type ShapeErrorMessage } from '
 export const SIDE = 28;
 /** Pixels per built-in task image. */
 export const PIXELS = SIDE * SIDE;
-/** Per-sample shape of the built-in tasks' images: 28×28 grey. */
+/**
+ * Per-sample shape of the built-in tasks' images: 28×28 grey.
+ * @example
+ * ```ts
+ * IMAGE_SHAPE; // [28, 28, 1], the shape of every built-in task's samples
+ * ```
+ */
 export const IMAGE_SHAPE = [SIDE, SIDE, 1] as const;
 
 /**

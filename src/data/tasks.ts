@@ -115,6 +115,11 @@ const digitPools = () => mnistPartition();
 
 /**
  * Natural: MNIST digits, 10-way (a domain shift from clothing to digits).
+ * @example
+ * ```ts
+ * import { digits } from 'sparsetune/node';
+ * const task = digits({ seed: 1 }); // task.classes === 10
+ * ```
  * @category Tasks
  */
 export function digits(options: TaskOptions = {}): Task {
@@ -128,6 +133,11 @@ const COARSE = [0, 1, 0, 1, 0, 2, 0, 2, 3, 2];
  * Natural: Fashion-MNIST regrouped into 4 coarse classes — tops (T-shirt,
  * pullover, coat, shirt), bottoms and dresses (trouser, dress), footwear
  * (sandal, sneaker, ankle boot), bags — from images pre-training never saw.
+ * @example
+ * ```ts
+ * import { fashionCoarse } from 'sparsetune/node';
+ * const task = fashionCoarse(); // task.classes === 4
+ * ```
  * @category Tasks
  */
 export function fashionCoarse(options: TaskOptions = {}): Task {
@@ -145,6 +155,11 @@ export function fashionCoarse(options: TaskOptions = {}): Task {
 
 /**
  * Specialized: digits with inverted contrast (`1 − x`), 10-way: a sensor change.
+ * @example
+ * ```ts
+ * import { digitsInverted } from 'sparsetune/node';
+ * const task = digitsInverted({ trainSize: 500 });
+ * ```
  * @category Tasks
  */
 export function digitsInverted(options: TaskOptions = {}): Task {
@@ -163,6 +178,11 @@ export function digitsInverted(options: TaskOptions = {}): Task {
 /**
  * Specialized: digits blurred (3×3 binomial kernel) under heavy Gaussian
  * noise (σ = 0.5, clipped to [0, 1]), 10-way.
+ * @example
+ * ```ts
+ * import { digitsNoisy } from 'sparsetune/node';
+ * const task = digitsNoisy(); // task.group === 'specialized'
+ * ```
  * @category Tasks
  */
 export function digitsNoisy(options: TaskOptions = {}): Task {
@@ -203,6 +223,11 @@ export function digitsNoisy(options: TaskOptions = {}): Task {
 
 /**
  * Structured: a digit rotated by 0, 90, 180 or 270 degrees; predict the angle (4-way).
+ * @example
+ * ```ts
+ * import { rotation } from 'sparsetune/node';
+ * const task = rotation(); // labels 0–3: quarter turns
+ * ```
  * @category Tasks
  */
 export function rotation(options: TaskOptions = {}): Task {
@@ -230,6 +255,11 @@ export function rotation(options: TaskOptions = {}): Task {
 /**
  * Structured: a digit shrunk to 7×7 and placed in one of the 16 cells of a
  * 4×4 grid; predict the cell (16-way, row-major).
+ * @example
+ * ```ts
+ * import { location } from 'sparsetune/node';
+ * const task = location(); // labels 0–15: grid cells, row-major
+ * ```
  * @category Tasks
  */
 export function location(options: TaskOptions = {}): Task {
@@ -252,6 +282,11 @@ export function location(options: TaskOptions = {}): Task {
 /**
  * Structured: 1 to 4 digits shrunk to 9×9 scattered over distinct cells of a
  * 3×3 grid (jittered by up to one pixel); predict how many (4-way, label = count − 1).
+ * @example
+ * ```ts
+ * import { count } from 'sparsetune/node';
+ * const task = count(); // label = number of digits − 1
+ * ```
  * @category Tasks
  */
 export function count(options: TaskOptions = {}): Task {
@@ -283,6 +318,11 @@ export type TaskName = 'digits' | 'fashion-coarse' | 'digits-inverted' | 'digits
 
 /**
  * Every task builder by name, in benchmark order.
+ * @example
+ * ```ts
+ * import { TASKS } from 'sparsetune/node';
+ * for (const [name, build] of Object.entries(TASKS)) console.log(name, build().classes);
+ * ```
  * @category Tasks
  */
 export const TASKS: Readonly<Record<TaskName, (options?: TaskOptions) => Task>> = {
@@ -297,6 +337,11 @@ export const TASKS: Readonly<Record<TaskName, (options?: TaskOptions) => Task>> 
 
 /**
  * Builds a task by name; an unknown name is an error listing the known ones.
+ * @example
+ * ```ts
+ * import { buildTask } from 'sparsetune/node';
+ * const task = buildTask('digits-noisy', { seed: 2 });
+ * ```
  * @category Tasks
  */
 export function buildTask(name: string, options: TaskOptions = {}): Task {

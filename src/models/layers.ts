@@ -36,20 +36,50 @@ export type LeafEntry = readonly [string, Omit<LeafSpec, 'dtype'>];
 /** How a leaf starts: its path decides the random stream. */
 export type Init = (r: Rng, shape: readonly number[]) => tf.Tensor;
 
-/** Glorot/Xavier uniform on (fan-in, fan-out) of a kernel whose last axis is the neuron axis. */
+/**
+ * Glorot/Xavier uniform on (fan-in, fan-out) of a kernel whose last axis is the neuron axis.
+ * @example
+ * ```ts
+ * const w = layers.glorot(rng(0), [784, 10]); // uniform in ±√(6 / (784 + 10))
+ * ```
+ */
 export const glorot: Init = (r, shape) => {
   const fanOut = shape[shape.length - 1]!;
   const fanIn = shape.slice(0, -1).reduce((p, d) => p * d, 1);
   const limit = Math.sqrt(6 / (fanIn + fanOut));
   return randomUniform(r, shape, -limit, limit);
 };
-/** He normal for kernels followed by ReLU. */
+/**
+ * He normal for kernels followed by ReLU.
+ * @example
+ * ```ts
+ * const f = layers.he(rng(0), [3, 3, 1, 8]); // normal, std √(2 / 9)
+ * ```
+ */
 export const he: Init = (r, shape) => randomNormal(r, shape, Math.sqrt(2 / shape.slice(0, -1).reduce((p, d) => p * d, 1)));
-/** Zeros (biases, LayerNorm shift). */
+/**
+ * Zeros (biases, LayerNorm shift).
+ * @example
+ * ```ts
+ * const b = layers.zeros(rng(0), [10]);
+ * ```
+ */
 export const zeros: Init = (_r, shape) => tf.zeros([...shape]);
-/** Ones (LayerNorm scale). */
+/**
+ * Ones (LayerNorm scale).
+ * @example
+ * ```ts
+ * const scale = layers.ones(rng(0), [64]);
+ * ```
+ */
 export const ones: Init = (_r, shape) => tf.ones([...shape]);
-/** Small normal draws (ViT tokens and position embeddings). */
+/**
+ * Small normal draws (ViT tokens and position embeddings).
+ * @example
+ * ```ts
+ * const pos = layers.smallNormal(rng(0), [17, 64]); // std 0.02
+ * ```
+ */
 export const smallNormal: Init = (r, shape) => randomNormal(r, shape, 0.02);
 
 /** One leaf: its spec and how it starts. */
@@ -59,7 +89,13 @@ export interface Leaf {
   readonly init: Init;
 }
 
-/** A dense layer `[in, out]`: kernel (neuron axis 1) and bias. */
+/**
+ * A dense layer `[in, out]`: kernel (neuron axis 1) and bias.
+ * @example
+ * ```ts
+ * const head = layers.denseLeaves('head', 64, 10, 'head'); // head.kernel [64, 10], head.bias [10]
+ * ```
+ */
 export function denseLeaves(prefix: string, din: number, dout: number, role: 'kernel' | 'head' = 'kernel', init: Init = glorot): Leaf[] {
   return [
     { path: `${prefix}.kernel`, spec: { shape: [din, dout], role, neuronAxis: 1 }, init },
@@ -67,7 +103,13 @@ export function denseLeaves(prefix: string, din: number, dout: number, role: 'ke
   ];
 }
 
-/** A conv layer `[kh, kw, cin, cout]`: filter (neuron axis 3, the output channel) and bias. */
+/**
+ * A conv layer `[kh, kw, cin, cout]`: filter (neuron axis 3, the output channel) and bias.
+ * @example
+ * ```ts
+ * const c = layers.convLeaves('conv1', 3, 1, 8); // conv1.kernel [3, 3, 1, 8], conv1.bias [8]
+ * ```
+ */
 export function convLeaves(prefix: string, k: number, cin: number, cout: number): Leaf[] {
   return [
     { path: `${prefix}.kernel`, spec: { shape: [k, k, cin, cout], role: 'kernel', neuronAxis: 3 }, init: he },
@@ -75,7 +117,13 @@ export function convLeaves(prefix: string, k: number, cin: number, cout: number)
   ];
 }
 
-/** LayerNorm scale and shift, role `norm`. */
+/**
+ * LayerNorm scale and shift, role `norm`.
+ * @example
+ * ```ts
+ * const n = layers.layerNormLeaves('norm', 64); // norm.scale [64], norm.shift [64]
+ * ```
+ */
 export function layerNormLeaves(prefix: string, d: number): Leaf[] {
   return [
     { path: `${prefix}.scale`, spec: { shape: [d], role: 'norm', neuronAxis: 0 }, init: ones },
@@ -83,17 +131,35 @@ export function layerNormLeaves(prefix: string, d: number): Leaf[] {
   ];
 }
 
-/** Multi-head self-attention with a fused q/k/v kernel `[d, 3d]` and an output projection. */
+/**
+ * Multi-head self-attention with a fused q/k/v kernel `[d, 3d]` and an output projection.
+ * @example
+ * ```ts
+ * const a = layers.attentionLeaves('blocks.0.attn', 64); // qkv [64, 192] and proj [64, 64], with biases
+ * ```
+ */
 export function attentionLeaves(prefix: string, d: number): Leaf[] {
   return [...denseLeaves(`${prefix}.qkv`, d, 3 * d), ...denseLeaves(`${prefix}.proj`, d, d)];
 }
 
-/** The transformer MLP: `d → hidden → d` with GELU. */
+/**
+ * The transformer MLP: `d → hidden → d` with GELU.
+ * @example
+ * ```ts
+ * const m = layers.mlpBlockLeaves('blocks.0.mlp', 64, 128); // fc1 [64, 128], fc2 [128, 64], with biases
+ * ```
+ */
 export function mlpBlockLeaves(prefix: string, d: number, hidden: number): Leaf[] {
   return [...denseLeaves(`${prefix}.fc1`, d, hidden), ...denseLeaves(`${prefix}.fc2`, hidden, d)];
 }
 
-/** A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`. */
+/**
+ * A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+ * @example
+ * ```ts
+ * const b = layers.blockLeaves('blocks.0', 64, 128); // norm1, attn, norm2, mlp
+ * ```
+ */
 export function blockLeaves(prefix: string, d: number, hidden: number): Leaf[] {
   return [
     ...layerNormLeaves(`${prefix}.norm1`, d),
@@ -103,7 +169,13 @@ export function blockLeaves(prefix: string, d: number, hidden: number): Leaf[] {
   ];
 }
 
-/** Initial values of leaves, each from the fork of `r` named by its path. */
+/**
+ * Initial values of leaves, each from the fork of `r` named by its path.
+ * @example
+ * ```ts
+ * const params = tree(layers.initLeaves(layers.denseLeaves('fc', 784, 10), rng(0)));
+ * ```
+ */
 export function initLeaves(leaves: readonly Leaf[], r: Rng): [string, tf.Tensor][] {
   return leaves.map((l) => [l.path, l.init(r.fork(l.path), l.spec.shape)]);
 }
@@ -115,24 +187,48 @@ export function initLeaves(leaves: readonly Leaf[], r: Rng): [string, tf.Tensor]
 
 type T<S extends readonly Dim[]> = Tensor<S>;
 
-/** Reads a leaf, with a clear error when a tree lacks it. */
+/**
+ * Reads a leaf, with a clear error when a tree lacks it.
+ * @example
+ * ```ts
+ * const w = layers.leaf<readonly [number, number]>(params, 'fc.kernel'); // throws if the tree lacks it
+ * ```
+ */
 export function leaf<S extends readonly Dim[]>(p: Params, path: string): T<S> {
   const t = p[path];
   if (t === undefined) throw new Error(`missing parameter '${path}'`);
   return t as T<S>;
 }
 
-/** `x · kernel + bias` over any leading dims. */
+/**
+ * `x · kernel + bias` over any leading dims.
+ * @example
+ * ```ts
+ * const y = layers.dense(params, 'fc', x); // x · fc.kernel + fc.bias
+ * ```
+ */
 export function dense<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>): T<[...L, number]> {
   return biasAdd(linear(x, leaf<readonly [number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
 }
 
-/** Stride-1 'same' convolution plus bias. */
+/**
+ * Stride-1 'same' convolution plus bias.
+ * @example
+ * ```ts
+ * const y = layers.conv(params, 'conv1', images); // [B, 28, 28, 1] → [B, 28, 28, 8]
+ * ```
+ */
 export function conv(p: Params, prefix: string, x: T<readonly [number, number, number, number]>): T<[number, number, number, number]> {
   return biasAdd(conv2d(x, leaf<readonly [number, number, number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
 }
 
-/** LayerNorm over the last axis. */
+/**
+ * LayerNorm over the last axis.
+ * @example
+ * ```ts
+ * const y = layers.norm(params, 'blocks.0.norm1', tokens);
+ * ```
+ */
 export function norm<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>): T<[...L, number]> {
   return layerNorm(x, leaf<readonly [number]>(p, `${prefix}.scale`), leaf<readonly [number]>(p, `${prefix}.shift`));
 }
@@ -141,6 +237,10 @@ export function norm<L extends readonly Dim[]>(p: Params, prefix: string, x: T<r
  * Inverted dropout: in training mode zeroes each entry with probability
  * `rate` and scales the rest by `1 / (1 − rate)`; otherwise returns `x`.
  * The mask is drawn on the host from `r`, so a seed reproduces it on any backend.
+ * @example
+ * ```ts
+ * const y = layers.dropout(x, 0.1, true, rng(0).fork('dropout')); // x unchanged when training is false
+ * ```
  */
 export function dropout<S extends readonly Dim[]>(x: T<S>, rate: number, training: boolean, r: Rng | undefined): T<S> {
   if (!training || rate === 0) return x;
@@ -151,7 +251,13 @@ export function dropout<S extends readonly Dim[]>(x: T<S>, rate: number, trainin
   }) as T<S>;
 }
 
-/** Multi-head self-attention over `[B, T, D]`. */
+/**
+ * Multi-head self-attention over `[B, T, D]`.
+ * @example
+ * ```ts
+ * const y = layers.attention(params, 'blocks.0.attn', tokens, 4); // tokens: [B, T, 64], 4 heads
+ * ```
+ */
 export function attention(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
   const d = x.shape[2]!;
   return tf.tidy(() => {
@@ -165,12 +271,24 @@ export function attention(p: Params, prefix: string, x: T<readonly [number, numb
   });
 }
 
-/** The transformer MLP with GELU. */
+/**
+ * The transformer MLP with GELU.
+ * @example
+ * ```ts
+ * const y = layers.mlpBlock(params, 'blocks.0.mlp', tokens);
+ * ```
+ */
 export function mlpBlock(p: Params, prefix: string, x: T<readonly [number, number, number]>): T<[number, number, number]> {
   return dense(p, `${prefix}.fc2`, gelu(dense(p, `${prefix}.fc1`, x)));
 }
 
-/** A pre-norm transformer block. */
+/**
+ * A pre-norm transformer block.
+ * @example
+ * ```ts
+ * const y = layers.block(params, 'blocks.0', tokens, 4); // [B, T, D] → [B, T, D]
+ * ```
+ */
 export function block(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
   return tf.tidy(() => {
     const h = tf.add(x, attention(p, `${prefix}.attn`, norm(p, `${prefix}.norm1`, x), heads)) as T<[number, number, number]>;
@@ -178,7 +296,13 @@ export function block(p: Params, prefix: string, x: T<readonly [number, number, 
   });
 }
 
-/** Patch embedding: non-overlapping `patch×patch` patches, then a dense projection (a stride-`patch` convolution). */
+/**
+ * Patch embedding: non-overlapping `patch×patch` patches, then a dense projection (a stride-`patch` convolution).
+ * @example
+ * ```ts
+ * const tokens = layers.patchEmbed(params, 'embed', images, 7); // [B, 28, 28, 1] → [B, 16, D]
+ * ```
+ */
 export function patchEmbed(p: Params, prefix: string, x: T<readonly [number, number, number, number]>, patch: number): T<[number, number, number]> {
   return dense(p, prefix, patchify(x, patch));
 }

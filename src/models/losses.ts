@@ -76,6 +76,10 @@ export function meanSquaredError<B extends Dim, T extends Dim>(outputs: Tensor<r
 
 /**
  * Fraction of rows whose arg-max logit is the label (read back to the host).
+ * @example
+ * ```ts
+ * const acc = accuracy(model.apply(params, x).logits, y); // a number in [0, 1]
+ * ```
  * @category Losses
  */
 export function accuracy<B extends Dim, K extends Dim>(logits: Tensor<readonly [B, K]>, labels: Tensor<readonly [NoInfer<B>]>): number {
@@ -108,6 +112,10 @@ export interface SupConOptions {
  * positives are all other views with its label (so the other view of the
  * same image always is one); the loss is
  * `mean_i −1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) )`.
+ * @example
+ * ```ts
+ * const loss = supConLoss(concat([f1, f2], 0), labels, { temperature: 0.07 }); // f1, f2: [B, F], labels: [B]
+ * ```
  * @category Losses
  */
 export function supConLoss<N extends Dim, F extends Dim, B extends Dim>(

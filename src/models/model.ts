@@ -94,7 +94,14 @@ export interface ModelParts<I extends Shape, F extends number> {
   readonly forward: (params: Params, x: tf.Tensor, options: ApplyOptions) => tf.Tensor;
 }
 
-/** Builds a {@link Model} from its backbone parts and a class count. */
+/**
+ * Builds a {@link Model} from its backbone parts and a class count.
+ * @example
+ * ```ts
+ * const probe = defineModel({ name: 'probe', config: {}, input: [784] as const, features: 784, backbone: [], forward: (_params, x) => x }, 10);
+ * const params = probe.init(0); // head.kernel [784, 10], head.bias [10]
+ * ```
+ */
 export function defineModel<I extends Shape, F extends number, K extends number>(parts: ModelParts<I, F>, classes: K): Model<I, F, K> {
   if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`${parts.name}: classes must be a positive integer, got ${classes}`);
   const head = denseLeaves('head', parts.features, classes, 'head');
