@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { FormatError } from './errors.js';
+import { FormatError, SparsetuneError } from './errors.js';
+import { tree } from './tree.js';
 
 const MAGIC = [0x53, 0x50, 0x54, 0x4e]; // "SPTN"
 /** The container version this build writes. */
@@ -89,13 +90,21 @@ export function isU32(v: unknown): v is number {
   return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff;
 }
 
+/** The bytes a typed array views (no copy), for checksums and payloads. */
+export const bytesOf = (a: Float32Array | Int32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
 /**
- * A path that is a property of every JavaScript object (`__proto__`,
- * `constructor`, `toString`, …): as a key of a plain object it would read
- * the prototype's value, or (`__proto__`) not be stored at all.
+ * A {@link FormatError} unless a file's leaf path is one a tree accepts
+ * (dot-separated names or indices, no prototype names); `where` says which
+ * part of the header held it.
  */
-export function isPrototypeName(path: string): boolean {
-  return path in Object.prototype;
+export function checkFilePath(what: string, path: string, where: string): void {
+  try {
+    tree([[path, 0]]);
+  } catch (e) {
+    if (e instanceof SparsetuneError) throw new FormatError(`${what}: ${where}: ${e.message}`);
+    throw e;
+  }
 }
 
 /**

@@ -6,8 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { crc32, describe, field, isCount, isRecord, isU32, packFile, unpackFile, type FileHeader } from '../core/binary.js';
-import { assertMatchesSpec, FormatError, leafSize, paths, SparsetuneError, SpecError, tree, type LeafSpec, type ParamSpec, type Params, type Role } from '../core/index.js';
+import { bytesOf, checkFilePath, crc32, describe, field, isCount, isRecord, isU32, packFile, unpackFile, type FileHeader } from '../core/binary.js';
+import { assertMatchesSpec, FormatError, leafSize, paths, SpecError, tree, type LeafSpec, type ParamSpec, type Params, type Role } from '../core/index.js';
 
 const KIND = 'checkpoint';
 /** Format 2 lists the leaves as an ordered array with a checksum each; format 1 (still read) keyed them by path. */
@@ -48,8 +48,6 @@ export interface SaveOptions {
 function leafCrc(path: string, leaf: LeafSpec, bytes: Uint8Array): number {
   return crc32(bytes, crc32(new TextEncoder().encode(JSON.stringify([path, leaf.shape, leaf.role, leaf.neuronAxis]))));
 }
-
-const bytesOf = (v: Float32Array) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 
 /**
  * Serialises parameters (checked against `spec`) to bytes: float32
@@ -94,12 +92,7 @@ interface FileLeaf {
 function readLeaf(what: string, where: string, path: unknown, x: unknown, withCrc: boolean): FileLeaf {
   if (!isRecord(x)) throw new FormatError(`${what}: malformed header: '${where}' should be a leaf description, got ${describe(x)}`);
   if (typeof path !== 'string') throw new FormatError(`${what}: malformed header: '${where}.path' should be a string, got ${describe(path)}`);
-  try {
-    tree([[path, 0]]);
-  } catch (e) {
-    if (e instanceof SparsetuneError) throw new FormatError(`${what}: malformed header: '${where}.path': ${e.message}`);
-    throw e;
-  }
+  checkFilePath(what, path, `malformed header: '${where}.path'`);
   const shape = field(what, x, 'shape', (v): v is number[] => Array.isArray(v) && v.every(isCount), `a list of non-negative integers (at '${where}')`);
   field(what, x, 'dtype', (v): v is 'float32' => v === 'float32', `'float32' (at '${where}')`);
   const role = field(what, x, 'role', (v): v is Role => typeof v === 'string' && Object.hasOwn(ROLES, v), `one of ${Object.keys(ROLES).join(', ')} (at '${where}')`);

@@ -7,8 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { describe, field, isCount, isRecord, isU32, packFile, unpackFile } from '../core/binary.js';
-import { assertMatchesSpec, crc32, FormatError, MaskError, paths, SparsetuneError, SpecError, tree, type ParamSpec, type Params, type Tree } from '../core/index.js';
+import { bytesOf, checkFilePath, describe, field, isCount, isRecord, isU32, packFile, unpackFile } from '../core/binary.js';
+import { assertMatchesSpec, crc32, FormatError, MaskError, paths, SpecError, tree, type ParamSpec, type Params, type Tree } from '../core/index.js';
 import { assertMaskFor, maskToIndices, type Mask } from '../selection/index.js';
 
 /**
@@ -58,7 +58,7 @@ export function specHash(spec: ParamSpec): number {
 export function baseChecksum(spec: ParamSpec, base: Params): number {
   const parts = paths(spec).map((p) => {
     const v = base[p]!.dataSync() as Float32Array;
-    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    return bytesOf(v);
   });
   const all = new Uint8Array(parts.reduce((s, x) => s + x.length, 0));
   let at = 0;
@@ -161,25 +161,14 @@ function checkDelta(what: string, delta: Delta): void {
   if (!isU32(delta.baseChecksum)) throw new FormatError(`${what}: baseChecksum should be an unsigned 32-bit checksum, got ${describe(delta.baseChecksum)}`);
   if (!isRecord(delta.leaves)) throw new FormatError(`${what}: leaves should be an object of leaf deltas, got ${describe(delta.leaves)}`);
   for (const [p, d] of Object.entries(delta.leaves)) {
-    checkPathForFile(what, p, `leaf '${p}'`);
+    checkFilePath(what, p, `leaf '${p}'`);
     checkLeafDelta(what, p, d);
-  }
-}
-
-/** A FormatError unless `path` is a valid tree path (no prototype names). */
-function checkPathForFile(what: string, path: string, where: string): void {
-  try {
-    tree([[path, 0]]);
-  } catch (e) {
-    if (e instanceof SparsetuneError) throw new FormatError(`${what}: ${where}: ${e.message}`);
-    throw e;
   }
 }
 
 /** Binds a leaf's name to its entries, so renaming or re-ordering leaves in a header is caught. */
 function leafDeltaCrc(path: string, indices: Int32Array, values: Float32Array): number {
-  const bytes = (a: Int32Array | Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  return crc32(bytes(values), crc32(bytes(indices), crc32(new TextEncoder().encode(JSON.stringify(path)))));
+  return crc32(bytesOf(values), crc32(bytesOf(indices), crc32(new TextEncoder().encode(JSON.stringify(path)))));
 }
 
 /**
@@ -246,9 +235,9 @@ export function saveDelta(delta: Delta): Uint8Array {
   const payload = new Uint8Array(total * 8);
   let at = 0;
   for (const [, l] of entries) {
-    payload.set(new Uint8Array(l.indices.buffer, l.indices.byteOffset, l.indices.byteLength), at);
+    payload.set(bytesOf(l.indices), at);
     at += l.indices.byteLength;
-    payload.set(new Uint8Array(l.values.buffer, l.values.byteOffset, l.values.byteLength), at);
+    payload.set(bytesOf(l.values), at);
     at += l.values.byteLength;
   }
   const leaves = entries.map(([path, l]) => ({ path, count: l.indices.length, crc32: leafDeltaCrc(path, l.indices, l.values) }));
@@ -278,7 +267,7 @@ export function loadDelta(bytes: Uint8Array): Delta {
   const described = list.map((x, k) => {
     if (!isRecord(x)) throw new FormatError(`${what}: malformed header: 'leaves[${k}]' should be an object, got ${describe(x)}`);
     const path = field(what, x, 'path', (v): v is string => typeof v === 'string', `a string (at 'leaves[${k}]')`);
-    checkPathForFile(what, path, `malformed header: 'leaves[${k}].path'`);
+    checkFilePath(what, path, `malformed header: 'leaves[${k}].path'`);
     if (seen.has(path)) throw new FormatError(`${what}: malformed header: leaf '${path}' is listed twice`);
     seen.add(path);
     const count = field(what, x, 'count', isCount, `a non-negative integer (at 'leaves[${k}]')`);

@@ -183,6 +183,11 @@ export function evaluateLoss<I extends Shape, S extends SampleShape>(
   assertDataSet(set, 'evaluateLoss: set');
   assertFits('evaluateLoss', 'set', model.input, set.shape);
   positiveInteger('evaluateLoss', { batchSize });
+  return lossOn(model, params, set, loss, batchSize);
+}
+
+/** {@link evaluateLoss} without the checks, for sets checked on entry. */
+function lossOn<I extends Shape>(model: Model<I, number, number>, params: Params, set: DataSet<SampleShape, Labels>, loss: Loss, batchSize: number): number {
   let sum = 0;
   for (const { x, y } of batches(set, batchSize)) {
     const v = tf.tidy(() => loss(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y));
@@ -271,7 +276,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
   const history: EpochRecord[] = [];
   // Higher is better: accuracy, or minus the loss for regression.
-  let best: { acc: number; epoch: number; params: Params } | undefined;
+  let best: { score: number; epoch: number; params: Params } | undefined;
   const r = rng(seed).fork('fineTune');
   const t0 = performance.now();
   try {
@@ -335,7 +340,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       }
       const regression = o.val?.labels instanceof Float32Array;
       const valAccuracy = o.val && !regression ? accuracyOn(model, full(), o.val as DataSet<SampleShape>, 256) : undefined;
-      const valLoss = o.val && regression ? evaluateLoss(model, full(), o.val as DataSet<SampleShape, Labels>, lossOf) : undefined;
+      const valLoss = o.val && regression ? lossOn(model, full(), o.val as DataSet<SampleShape, Labels>, lossOf, 256) : undefined;
       // The mean over the steps that counted (NaN if every step of the epoch was skipped).
       const record: EpochRecord = {
         epoch,
@@ -348,9 +353,9 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       history.push(record);
       o.onEpoch?.(record);
       const score = valAccuracy ?? (valLoss === undefined ? undefined : -valLoss);
-      if (o.keepBest && score !== undefined && (!best || score > best.acc)) {
+      if (o.keepBest && score !== undefined && (!best || score > best.score)) {
         if (best) Object.values(best.params).forEach((t) => t.dispose());
-        best = { acc: score, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
+        best = { score, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
       }
     }
     // A finite loss can still come with a non-finite update; each step's
