@@ -9,6 +9,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from './errors.js';
 
 /**
  * A seeded pseudo-random stream (sfc32, seeded through a string hash).
@@ -110,7 +111,7 @@ function fromKey(key: string): Rng {
  * @category Randomness
  */
 export function rng(seed: number): Rng {
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`rng: seed must be a safe integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed)) throw new ConfigError(`rng: seed must be a safe integer, got ${seed}`);
   return fromKey(String(seed));
 }
 

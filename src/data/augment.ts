@@ -3,7 +3,7 @@
  * `[H, W, C]` of any size and channel count and for feature vectors `[D]`.
  * @module
  */
-import { ShapeError, type Rng } from '../core/index.js';
+import { ShapeError, type Rng, ConfigError } from '../core/index.js';
 import { checkLayout, labelWidth, sampleSize, showShape, type DataSet, type Labels, type SampleShape } from './images.js';
 
 /**
@@ -119,7 +119,7 @@ export function twoViews<S extends SampleShape, L extends Labels = Int32Array>(s
     if (spatial.length > 0) throw new ShapeError(`twoViews: ${spatial.join(', ')} apply to images [H, W, C], not to feature vectors of shape ${showShape(shape)}`);
   }
   const o: Required<AugmentOptions> = { maxShift: 3, minCrop: 0.7, contrast: 0.3, brightness: 0.1, noise: 0.05, featureDropout: 0.1, ...options };
-  if (!(o.featureDropout >= 0 && o.featureDropout < 1)) throw new RangeError(`twoViews: featureDropout must be in [0, 1), got ${o.featureDropout}`);
+  if (!(o.featureDropout >= 0 && o.featureDropout < 1)) throw new ConfigError(`twoViews: featureDropout must be in [0, 1), got ${o.featureDropout}`);
   const n = set.n;
   const per = sampleSize(shape);
   const images = new Float32Array(2 * n * per);

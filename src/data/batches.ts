@@ -3,7 +3,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Rng, Tensor } from '../core/index.js';
+import { ConfigError, type Rng, type Tensor } from '../core/index.js';
 import { checkLayout, labelWidth, subset, type DataSet, type Labels, type SampleShape } from './images.js';
 
 /**
@@ -67,7 +67,7 @@ export function toTensors<S extends SampleShape, L extends Labels = Int32Array>(
  * @category Data
  */
 export function* batches<S extends SampleShape, L extends Labels = Int32Array>(set: DataSet<S, L>, batchSize: number, options: BatchOptions = {}): Generator<Batch<S, L>, void, undefined> {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`batches: batchSize must be a positive integer, got ${batchSize}`);
   checkLayout('batches', 'set', set);
   const order = options.rng ? options.rng.shuffle([...Array(set.n).keys()]) : [...Array(set.n).keys()];
   const end = options.dropLast ? set.n - (set.n % batchSize) : set.n;

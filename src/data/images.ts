@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { DataError, rng, ShapeError, type Shape, type ShapeErrorMessage } from '../core/index.js';
+import { DataError, rng, ShapeError, type Shape, type ShapeErrorMessage, ConfigError } from '../core/index.js';
 
 /** Side of the built-in tasks' images. */
 export const SIDE = 28;
@@ -187,7 +187,7 @@ export function subset<S extends SampleShape, L extends Labels = Int32Array>(set
 export function splitIndices(n: number, sizes: readonly number[], seed: number): Int32Array[] {
   const total = sizes.reduce((s, k) => s + k, 0);
   if (sizes.some((k) => !Number.isInteger(k) || k < 0) || total > n) {
-    throw new RangeError(`splitIndices: sizes [${sizes.join(', ')}] must be non-negative integers summing to at most ${n}`);
+    throw new ConfigError(`splitIndices: sizes [${sizes.join(', ')}] must be non-negative integers summing to at most ${n}`);
   }
   const order = rng(seed).fork('split').shuffle([...Array(n).keys()]);
   let at = 0;

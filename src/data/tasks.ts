@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { rng, type Rng } from '../core/index.js';
+import { rng, type Rng, ConfigError } from '../core/index.js';
 import { fashionPartition, mnistPartition } from './datasets.js';
 import { IMAGE_SHAPE, PIXELS, SIDE, subset, type ImageSet } from './images.js';
 
@@ -54,7 +54,7 @@ export interface TaskOptions {
 type Recipe = (pool: ImageSet, r: Rng, count: number) => ImageSet;
 
 function draw(pool: ImageSet, r: Rng, count: number): ImageSet {
-  if (count > pool.n) throw new RangeError(`task: asked for ${count} images from a pool of ${pool.n}`);
+  if (count > pool.n) throw new ConfigError(`task: asked for ${count} images from a pool of ${pool.n}`);
   return subset(pool, r.shuffle([...Array(pool.n).keys()]).slice(0, count));
 }
 
@@ -346,6 +346,6 @@ export const TASKS: Readonly<Record<TaskName, (options?: TaskOptions) => Task>> 
  */
 export function buildTask(name: string, options: TaskOptions = {}): Task {
   const f = (TASKS as Record<string, ((o: TaskOptions) => Task) | undefined>)[name];
-  if (f === undefined) throw new RangeError(`unknown task '${name}'; known: ${Object.keys(TASKS).join(', ')}`);
+  if (f === undefined) throw new ConfigError(`unknown task '${name}'; known: ${Object.keys(TASKS).join(', ')}`);
   return f(options);
 }

@@ -25,8 +25,7 @@ import {
   type Role,
   type Shape,
   type Tensor,
-  type Tree,
-} from '../core/index.js';
+  type Tree, ConfigError } from '../core/index.js';
 import { checkArgs } from '../core/shape.js';
 import { dropout, glorot, ones, zeros, type Init } from '../models/layers.js';
 import type { ApplyOptions, Model, Output } from '../models/model.js';
@@ -767,7 +766,7 @@ function build<I extends Shape, F extends number, K extends number>(a: BuildArgs
       return out;
     },
     withClasses: <K2 extends number>(k: K2): ImportedModel<I, F, K2> => {
-      if (!Number.isInteger(k) || k < 1) throw new RangeError(`keras.withClasses: classes must be a positive integer, got ${k}`);
+      if (!Number.isInteger(k) || k < 1) throw new ConfigError(`keras.withClasses: classes must be a positive integer, got ${k}`);
       return build<I, F, K2>({ ...a, classes: k });
     },
     dispose() {

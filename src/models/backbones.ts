@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Params } from '../core/index.js';
+import { ConfigError, type Params } from '../core/index.js';
 import { loadCheckpoint, type CheckpointHeader } from './checkpoint.js';
 import { cnn } from './cnn.js';
 import { mlp } from './mlp.js';
@@ -64,7 +64,7 @@ export interface Backbone<N extends BackboneName> {
  */
 export function backboneFromBytes<N extends BackboneName>(name: N, bytes: Uint8Array): Backbone<N> {
   const factory = BACKBONES[name] as (() => ReturnType<(typeof BACKBONES)[N]>) | undefined;
-  if (factory === undefined) throw new RangeError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
+  if (factory === undefined) throw new ConfigError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
   const model = factory();
   const { params, header } = loadCheckpoint(bytes, model.spec);
   return { model, params, header };

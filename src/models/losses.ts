@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '../core/errors.js';
 import { checkArgs } from '../core/shape.js';
-import { l2Normalize, logSoftmax, matmul, transpose, type Dim, type Tensor } from '../core/index.js';
+import { l2Normalize, logSoftmax, matmul, transpose, type Dim, type Tensor, ConfigError } from '../core/index.js';
 
 /**
  * Options of {@link crossEntropy}.
@@ -38,7 +38,7 @@ export function crossEntropy<B extends Dim, K extends Dim>(
   ]);
   if (labels.dtype !== 'int32') throw new ShapeError(`crossEntropy: argument labels: expected dtype int32, got ${labels.dtype}`);
   const eps = options.labelSmoothing ?? 0;
-  if (!(eps >= 0 && eps < 1)) throw new RangeError(`crossEntropy: labelSmoothing must be in [0, 1), got ${eps}`);
+  if (!(eps >= 0 && eps < 1)) throw new ConfigError(`crossEntropy: labelSmoothing must be in [0, 1), got ${eps}`);
   const k = logits.shape[1]!;
   return tf.tidy(() => {
     let target = tf.cast(tf.oneHot(labels as tf.Tensor1D, k), 'float32');
@@ -132,7 +132,7 @@ export function supConLoss<N extends Dim, F extends Dim, B extends Dim>(
   if (n !== 2 * b) throw new ShapeError(`supConLoss: argument features: expected [2·B=${2 * b}, F] (two views per label), got [${features.shape.join(', ')}]`);
   if (labels.dtype !== 'int32') throw new ShapeError(`supConLoss: argument labels: expected dtype int32, got ${labels.dtype}`);
   const tau = options.temperature ?? 0.07;
-  if (!(tau > 0)) throw new RangeError(`supConLoss: temperature must be positive, got ${tau}`);
+  if (!(tau > 0)) throw new ConfigError(`supConLoss: temperature must be positive, got ${tau}`);
   return tf.tidy(() => {
     const z = l2Normalize(features);
     const zt = z as Tensor<readonly [number, number]>;

@@ -19,8 +19,7 @@ import {
   type Params,
   type Rng,
   type Shape,
-  type Tensor,
-} from '../core/index.js';
+  type Tensor, ConfigError } from '../core/index.js';
 import { dense, denseLeaves, initLeaves, type Leaf } from './layers.js';
 
 /**
@@ -103,7 +102,7 @@ export interface ModelParts<I extends Shape, F extends number> {
  * ```
  */
 export function defineModel<I extends Shape, F extends number, K extends number>(parts: ModelParts<I, F>, classes: K): Model<I, F, K> {
-  if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`${parts.name}: classes must be a positive integer, got ${classes}`);
+  if (!Number.isInteger(classes) || classes < 1) throw new ConfigError(`${parts.name}: classes must be a positive integer, got ${classes}`);
   const head = denseLeaves('head', parts.features, classes, 'head');
   const leaves = [...parts.backbone, ...head];
   const spec = paramSpec(leaves.map((l) => [l.path, l.spec] as const));

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { backboneFromBytes, BACKBONES, type Backbone, type BackboneName } from '../models/backbones.js';
+import { ConfigError } from '../core/index.js';
 
 /**
  * Where a backbone's shipped checkpoint lives: `checkpoints/<name>.ckpt` in
@@ -36,7 +37,7 @@ export function checkpointPath(name: BackboneName): string {
  * @category Models
  */
 export function loadBackbone<N extends BackboneName>(name: N): Backbone<N> {
-  if (!(name in BACKBONES)) throw new RangeError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
+  if (!(name in BACKBONES)) throw new ConfigError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
   const file = checkpointPath(name);
   if (!existsSync(file)) {
     throw new Error(`loadBackbone: no checkpoint at ${file}; the package ships checkpoints/${name}.ckpt, so this install is incomplete (in the repository, \`npm run pretrain -- --model ${name}\` re-creates it)`);

@@ -7,7 +7,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { combine, filterTree, matmul, mapTree, paramSpec, randomUniform, rng, SpecError, tree, type Dim, type Params, type Tensor } from '../core/index.js';
+import { combine, filterTree, matmul, mapTree, paramSpec, randomUniform, rng, SpecError, tree, type Dim, type Params, type Tensor, ConfigError } from '../core/index.js';
 import type { ApplyOptions, Model } from '../models/index.js';
 import { maskAlgebra, maskOf, type Mask } from '../selection/index.js';
 
@@ -71,7 +71,7 @@ export function addLora<I extends readonly (number | string)[], F extends number
 ): LoraModel<I, F, K> {
   const rank = options.rank ?? 8;
   const alpha = options.alpha ?? rank;
-  if (!Number.isInteger(rank) || rank < 1) throw new RangeError(`addLora: rank must be a positive integer, got ${rank}`);
+  if (!Number.isInteger(rank) || rank < 1) throw new ConfigError(`addLora: rank must be a positive integer, got ${rank}`);
   for (const k of kernels) {
     const leaf = model.spec[k];
     if (!leaf || leaf.shape.length !== 2) throw new SpecError(`addLora: '${k}' is not a 2-D kernel of the model`);
