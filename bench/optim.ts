@@ -10,21 +10,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, paths, rng, type Params, type Tensor } from '../src/index.js';
 import { subset, toTensors } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
-import { BACKBONES, crossEntropy, replaceHead, saveCheckpoint } from '../src/models/index.js';
+import { BACKBONES, crossEntropy, replaceHead } from '../src/models/index.js';
+import { saveCheckpoint } from '../src/formats/index.js';
 import { countMask, fraction, gps, net, random, select, selectionEnv } from '../src/selection/index.js';
-import {
-  adamw,
-  applyMaskedUpdates,
-  applyUpdates,
-  deviceMask,
-  disposeReplaced,
-  extractDelta,
-  fineTune,
-  masked,
-  saveDelta,
-  type GradientTransformation,
-  type OptState,
-} from '../src/optim/index.js';
+import { adamw, applyMaskedUpdates, applyUpdates, deviceMask, disposeReplaced, fineTune, masked, type GradientTransformation, type OptState } from '../src/optim/index.js';
+import { extractDelta, saveDelta } from '../src/formats/index.js';
 import { machine, median, sideBySide, writeResults } from './lib.js';
 
 const { values: opts } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, steps: { type: 'string', default: '1000' } } });

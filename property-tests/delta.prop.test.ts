@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import { paramSpec, paths, tree } from '../src/index.js';
 import { maskOf } from '../src/selection/index.js';
-import { applyDelta, extractDelta, loadDelta, saveDelta } from '../src/optim/index.js';
+import { applyDelta, extractDelta, loadDelta, saveDelta } from '../src/formats/index.js';
 
 const setup = fc
   .uniqueArray(fc.tuple(fc.constantFrom('a.w', 'b.bias', 'head.kernel'), fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 2 })), { selector: ([p]) => p, minLength: 1, maxLength: 3 })

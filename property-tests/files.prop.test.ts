@@ -9,9 +9,10 @@ import { fc, test } from '@fast-check/vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test as plain } from 'vitest';
 import { crc32, FormatError, mapTree, paths, SpecError, type Params } from '../src/index.js';
-import { loadCheckpoint, mlp, saveCheckpoint } from '../src/models/index.js';
+import { mlp } from '../src/models/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/formats/index.js';
 import { maskOf } from '../src/selection/index.js';
-import { applyDelta, extractDelta, loadDelta, saveDelta } from '../src/optim/index.js';
+import { applyDelta, extractDelta, loadDelta, saveDelta } from '../src/formats/index.js';
 
 const model = mlp({ input: [2, 2, 1], hidden: [3], classes: 2 });
 const params = model.init(0);

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import { checked, paths, randomNormal, rng } from '../src/index.js';
 import { mlp } from '../src/models/index.js';
-import { addLora, mergeLora } from '../src/optim/index.js';
+import { addLora, mergeLora } from '../src/adapters/index.js';
 
 test.prop([fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 }), fc.nat(), fc.subarray(['layers.0.kernel', 'layers.1.kernel', 'head.kernel'], { minLength: 1 })])(
   'no-op at initialisation; merge is idempotent',

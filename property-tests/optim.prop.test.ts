@@ -5,25 +5,7 @@ import { describe, expect, test as plain } from 'vitest';
 import { checkLaws, optimizerLaws } from '../src/testing/index.js';
 import { paramSpec, paths, tree, type ParamSpec, type Params } from '../src/index.js';
 import { maskAlgebra, maskOf } from '../src/selection/index.js';
-import {
-  adam,
-  adamw,
-  applyMaskedUpdates,
-  applyUpdates,
-  chain,
-  deviceMask,
-  disposeReplaced,
-  masked,
-  momentum,
-  scaleByAdam,
-  scaleByLearningRate,
-  addDecayedWeights,
-  sgd,
-  warmupCosine,
-  type GradientTransformation,
-  type OptState,
-  type Updates,
-} from '../src/optim/index.js';
+import { adam, adamw, applyMaskedUpdates, applyUpdates, chain, deviceMask, disposeReplaced, masked, momentum, scaleByAdam, scaleByLearningRate, addDecayedWeights, sgd, warmupCosine, type GradientTransformation, type OptState, type Updates } from '../src/optim/index.js';
 
 const specArb = fc
   .uniqueArray(fc.tuple(fc.constantFrom('a.w', 'b.w', 'c.bias', 'head.kernel'), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 2 })), { selector: ([p]) => p, minLength: 1, maxLength: 3 })

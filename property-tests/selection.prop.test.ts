@@ -21,7 +21,6 @@ import {
   magnitude,
   maskAlgebra,
   maskFromIndices,
-  maskOf,
   maskToIndices,
   net,
   neuron,
@@ -31,7 +30,6 @@ import {
   selectionEnv,
   union,
   type Mask,
-  type Scores,
   type Selector,
 } from '../src/selection/index.js';
 

@@ -2,10 +2,13 @@
  * sparsetune: parameter-efficient fine-tuning by parameter selection.
  *
  * - core: typed-shape tensors and ops, parameter trees, randomness, backends
- * - models: MLP, CNN and ViT as pure functions, losses, checkpoints
- * - data: the datasets npm packages ship and the mini-VTAB-1k tasks
+ * - models: MLP, CNN and ViT as pure functions, losses
+ * - data: data sets of any sample shape, batching, augmentation, resizing
  * - selection: masks, criteria, the selector algebra, GPS and SPT
- * - optim: masked optimizers, schedules, fine-tuning, LoRA, sparse deltas
+ * - formats: checkpoints and sparse deltas, as checksummed bytes
+ * - adapters: LoRA
+ * - optim: masked optimizers, schedules, fine-tuning
+ * - keras: importing Keras/tfjs models and exporting them back
  *
  * @packageDocumentation
  */
@@ -13,5 +16,7 @@ export * from './core/index.js';
 export * from './models/index.js';
 export * from './data/index.js';
 export * from './selection/index.js';
+export * from './formats/index.js';
+export * from './adapters/index.js';
 export * from './optim/index.js';
 export * from './keras/index.js';

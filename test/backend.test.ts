@@ -69,7 +69,7 @@ test('using the library before initBackend says to await initBackend()', async (
   // A fresh process: no backend chosen yet (this one's was set up by test/setup.ts).
   const script = [
     `import { mlp } from ${JSON.stringify(root + 'src/models/index.ts')};`,
-    `import { loadCheckpoint } from ${JSON.stringify(root + 'src/models/index.ts')};`,
+    `import { loadCheckpoint } from ${JSON.stringify(root + 'src/formats/index.ts')};`,
     'const m = mlp({ input: [2, 2, 1], hidden: [3], classes: 2 });',
     'for (const f of [() => m.init(0), () => loadCheckpoint(new Uint8Array(8))]) {',
     '  try { f(); console.log("no error"); } catch (e) { console.log(e.name + ": " + e.message); }',

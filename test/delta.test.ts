@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { FormatError, MaskError, SpecError, mapTree } from '../src/index.js';
 import { mlp } from '../src/models/index.js';
 import { maskOf } from '../src/selection/index.js';
-import { applyDelta, extractDelta, loadDelta, mergeDeltas, saveDelta } from '../src/optim/index.js';
+import { applyDelta, extractDelta, loadDelta, mergeDeltas, saveDelta } from '../src/formats/index.js';
 
 const model = mlp({ input: [4, 4, 1], hidden: [5], classes: 3 });
 const base = model.init(0);

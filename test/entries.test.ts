@@ -1,7 +1,7 @@
 // The root entry must run in a browser: nothing it reaches may import a Node
 // built-in or read `process`. This walks the import graph from src/index.ts
 // (the compiled dist/ mirrors it file for file) and checks every file.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { expect, test } from 'vitest';
@@ -40,4 +40,55 @@ test('the walk does find Node-only code where it is: sparsetune/node reaches nod
   const files = reachable(join(src, 'node', 'index.ts'));
   const imports = [...files.values()].flat();
   expect(imports).toContain('node:fs');
+});
+
+// The layering README's architecture map states: each folder imports only the
+// folders listed for it (type-only imports count: they are dependencies too).
+const LAYERS: Record<string, readonly string[]> = {
+  core: [],
+  models: ['core'],
+  data: ['core'],
+  selection: ['core', 'models', 'data'],
+  formats: ['core', 'models', 'selection'],
+  adapters: ['core', 'models', 'selection'],
+  optim: ['core', 'models', 'data', 'selection'],
+  keras: ['core', 'models'],
+  testing: ['core', 'selection', 'optim'],
+  node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'keras'],
+};
+
+/** Per source file, the relative modules it imports, type-only ones included. */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\s+(?:[^'";]*?\sfrom\s+)?'(\.[^']+)'/gm)].map((m) => join(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+}
+
+test('each folder imports only the layers below it, as the architecture map says', () => {
+  const offences: string[] = [];
+  const folders = readdirSync(src, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+  expect(folders.sort()).toEqual(Object.keys(LAYERS).sort());
+  for (const folder of folders) {
+    for (const f of readdirSync(join(src, folder)).filter((f) => f.endsWith('.ts'))) {
+      for (const target of importsOf(join(src, folder, f))) {
+        const to = relative(src, target).split('/')[0]!;
+        if (to !== folder && !LAYERS[folder]!.includes(to)) offences.push(`${folder}/${f} imports ${relative(src, target)}`);
+      }
+    }
+  }
+  expect(offences).toEqual([]);
+});
+
+test("every file in a folder is used: reachable from the folder's index.ts", () => {
+  const unused: string[] = [];
+  for (const folder of Object.keys(LAYERS)) {
+    const seen = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file) || relative(src, file).split('/')[0] !== folder) return;
+      seen.add(file);
+      importsOf(file).forEach(visit);
+    };
+    visit(join(src, folder, 'index.ts'));
+    for (const f of readdirSync(join(src, folder)).filter((f) => f.endsWith('.ts'))) if (!seen.has(join(src, folder, f))) unused.push(`${folder}/${f}`);
+  }
+  expect(unused).toEqual([]);
 });

@@ -18,26 +18,11 @@ import {
 } from '../src/index.js';
 import { subset, type ImageSet } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
-import { loadCheckpoint, mlp, saveCheckpoint } from '../src/models/index.js';
+import { mlp } from '../src/models/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/formats/index.js';
 import { gps, maskOf, select, selectionEnv, countMask, type Mask } from '../src/selection/index.js';
-import {
-  adamw,
-  applyDelta,
-  clipByGlobalNorm,
-  constant,
-  evaluate,
-  extractDelta,
-  fineTune,
-  loadDelta,
-  momentum,
-  saveDelta,
-  scaleByAdam,
-  scaleByLearningRate,
-  sgd,
-  warmupCosine,
-  type Delta,
-  type GradientTransformation,
-} from '../src/optim/index.js';
+import { adamw, clipByGlobalNorm, constant, evaluate, fineTune, momentum, scaleByAdam, scaleByLearningRate, sgd, warmupCosine, type GradientTransformation } from '../src/optim/index.js';
+import { applyDelta, extractDelta, loadDelta, saveDelta, type Delta } from '../src/formats/index.js';
 
 const model = mlp({ input: [28, 28, 1], hidden: [8], classes: 4 });
 const params = model.init(0);

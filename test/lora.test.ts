@@ -5,7 +5,8 @@ import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
 import { vit } from '../src/models/index.js';
 import { exactly, fromScores, selectionEnv, spt } from '../src/selection/index.js';
-import { addLora, adaptersOf, fineTune, loraMask, mergeLora, unmergeLora } from '../src/optim/index.js';
+import { fineTune } from '../src/optim/index.js';
+import { addLora, adaptersOf, loraMask, mergeLora, unmergeLora } from '../src/adapters/index.js';
 
 const model = vit({ input: [28, 28, 1], patch: 7, width: 8, depth: 2, heads: 2, classes: 4 });
 const params = model.init(0);

@@ -5,23 +5,7 @@ import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
 import { cnn, vit } from '../src/models/index.js';
 import { gps, maskAlgebra, maskOf, countMask } from '../src/selection/index.js';
-import {
-  adam,
-  applyUpdates,
-  clipByGlobalNorm,
-  constant,
-  cosineDecay,
-  deviceMask,
-  evaluate,
-  fineTune,
-  linearWarmup,
-  masked,
-  momentum,
-  partition,
-  sgd,
-  type GradientTransformation,
-  type OptState,
-} from '../src/optim/index.js';
+import { adam, applyUpdates, clipByGlobalNorm, constant, cosineDecay, deviceMask, evaluate, fineTune, linearWarmup, masked, momentum, partition, sgd, type GradientTransformation, type OptState } from '../src/optim/index.js';
 
 const vals = (t: tf.Tensor) => Array.from(t.dataSync());
 

@@ -7,9 +7,9 @@
  */
 export * from './errors.js';
 export { checked, type Dim, type Shape, type Tensor, type ShapeErrorMessage, type Product, type Divide, type ReshapeCheck, type DropAxis, type SetAxis, type Permute, type BroadcastsTo } from './shape.js';
-export { add, sub, mul, div, matmul, batchMatmul, linear, biasAdd, reshape, transpose, concat, slice, split, sum, mean, max, sumAll, meanAll, oneHot, useStockGradients } from './ops.js';
+export { add, sub, mul, div, matmul, batchMatmul, linear, biasAdd, reshape, transpose, concat, slice, split, sum, mean, max, sumAll, meanAll, oneHot } from './ops.js';
+export { useStockGradients } from './kernels.js';
 export * from './nn.js';
 export * from './tree.js';
 export * from './rng.js';
 export { initBackend, requireBackend, type BackendName } from './backend.js';
-export { crc32 } from './binary.js';

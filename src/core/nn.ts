@@ -1,14 +1,13 @@
 /**
  * Neural-network ops on typed tensors: activations, normalisation,
- * convolution and attention-head reshapes. Convolution carries a custom
- * gradient made of forward ops only (wasm registers no
- * `Conv2DBackpropFilter`, so stock tfjs cannot train a conv net there).
+ * convolution and attention-head reshapes. The convolutions run the
+ * kernels of `kernels.ts`, whose gradients train on wasm.
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors.js';
-import { stockGradients } from './ops.js';
+import { fastConv2d, fastDepthwiseConv2d, fastStridedConv2d, stockGradients } from './kernels.js';
 import {
   ANY_LEADING,
   checkArgs,
@@ -135,41 +134,6 @@ function padsFor(padding: Padding, kh: number, kw: number): [number, number, num
   const left = Math.floor((kw - 1) / 2);
   return [top, kh - 1 - top, left, kw - 1 - left];
 }
-
-/**
- * Stride-1 conv2d whose gradients use only forward ops:
- * d input = 'valid' convolution of the fully padded output gradient with the
- * spatially flipped, in/out-swapped filter; d filter = 'valid' convolution of
- * the padded input with the output gradient, batch and channels swapped.
- */
-const fastConv2d = (pads: [number, number, number, number]) =>
-  tf.customGrad((a, b, save) => {
-    const x = a as tf.Tensor4D;
-    const f = b as tf.Tensor4D;
-    const [t, bo, l, r] = pads;
-    const xp = t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
-    (save as tf.GradSaveFunc)([xp, f]);
-    return {
-      value: tf.conv2d(xp, f, 1, 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const g = dy as tf.Tensor4D;
-        const [kh, kw, cin] = sf.shape;
-        const [batch, hp, wp] = xpad.shape;
-        // d input: full correlation with the flipped filter, then crop the padding away.
-        const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
-        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
-        const dxp = tf.conv2d(gp, flipped, 1, 'valid');
-        const dx = tf.slice(dxp, [0, t, l, 0], [batch, hp - t - bo, wp - l - r, cin]);
-        // d filter: df[i,j,c,o] = Σ_{b,h,w} xpad[b,h+i,w+j,c]·dy[b,h,w,o], itself a 'valid'
-        // convolution once batch and channels swap places: input xpadᵀ [C, Hp, Wp, B],
-        // filter dyᵀ [Ho, Wo, B, O], output [C, KH, KW, O].
-        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
-        const df = tf.transpose(dfc, [1, 2, 0, 3]);
-        return [dx, df];
-      },
-    };
-  });
 
 type ConvOut<H extends Dim, P extends Padding> = P extends 'same' ? H : number;
 
@@ -321,108 +285,6 @@ function stridedPads(padding: Padding, h: number, w: number, kh: number, kw: num
   const tw = Math.max((Math.ceil(w / sw) - 1) * sw + kw - w, 0);
   return [Math.floor(th / 2), th - Math.floor(th / 2), Math.floor(tw / 2), tw - Math.floor(tw / 2)];
 }
-
-/**
- * `dy [B, Ho, Wo, C]` with `s − 1` zero rows/columns between entries: the
- * gradient of a strided window seen by a stride-1 one. Plain reshape + pad.
- */
-function dilateGrad(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
-  if (sh === 1 && sw === 1) return dy;
-  const [b, ho, wo, c] = dy.shape;
-  const spread = tf.pad(tf.reshape(dy, [b, ho, 1, wo, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
-  return tf.slice(tf.reshape(spread, [b, ho * sh, wo * sw, c]) as tf.Tensor4D, [0, 0, 0, 0], [b, (ho - 1) * sh + 1, (wo - 1) * sw + 1, c]);
-}
-
-/**
- * The gradient w.r.t. a padded input `[B, Hp, Wp, ·]`, from the full
- * correlation `full` of the dilated output gradient with the flipped filter
- * (`[B, (Ho−1)s + K, …]`): rows the windows never reached get zero, then
- * the padding is cut away.
- */
-function cropInputGrad(full: tf.Tensor4D, hp: number, wp: number, pads: [number, number, number, number]): tf.Tensor4D {
-  const [b, fh, fw, c] = full.shape;
-  const [t, bo, l, r] = pads;
-  const whole = fh < hp || fw < wp ? tf.pad(full, [[0, 0], [0, hp - fh], [0, wp - fw], [0, 0]]) : full;
-  return tf.slice(whole, [0, t, l, 0], [b, hp - t - bo, wp - l - r, c]);
-}
-
-function pad4(x: tf.Tensor4D, [t, bo, l, r]: [number, number, number, number]): tf.Tensor4D {
-  return t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
-}
-
-/**
- * Strided conv2d with a gradient of forward ops only (as {@link conv2d}'s):
- * d input = the output gradient dilated by the stride, fully padded and
- * convolved with the flipped, in/out-swapped filter; d filter = the padded
- * input convolved with the dilated output gradient, batch and channels swapped.
- */
-const fastStridedConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
-  tf.customGrad((a, b, save) => {
-    const xp = pad4(a as tf.Tensor4D, pads);
-    const f = b as tf.Tensor4D;
-    (save as tf.GradSaveFunc)([xp, f]);
-    return {
-      value: tf.conv2d(xp, f, [sh, sw], 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const [kh, kw] = sf.shape;
-        const [, hp, wp] = xpad.shape;
-        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
-        const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
-        const full = tf.conv2d(tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), flipped, 1, 'valid');
-        const dx = cropInputGrad(full, hp, wp, pads);
-        // df[i,j,c,o] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,o]: a 'valid' convolution of
-        // xpadᵀ [C, Hp, Wp, B] with the dilated dyᵀ [Hd, Wd, B, O]; windows past the last one
-        // the forward pass used (padding it never reached) are cut off.
-        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
-        const df = tf.transpose(tf.slice(dfc, [0, 0, 0, 0], [dfc.shape[0], kh, kw, dfc.shape[3]]), [1, 2, 0, 3]);
-        return [dx, df];
-      },
-    };
-  });
-
-/**
- * Depthwise conv2d with a gradient of forward ops only: wasm registers no
- * `DepthwiseConv2dNativeBackpropInput`/`…Filter`, so tfjs's own gradient
- * fails there. d input = a depthwise correlation of the dilated, fully
- * padded output gradient with the flipped filter (multiplier as channels),
- * summed over the multiplier; d filter = a depthwise convolution over a
- * batch-of-one whose channels are (batch, channel) pairs, with the dilated
- * output gradient as filter, summed over the batch.
- */
-const fastDepthwiseConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
-  tf.customGrad((a, b, save) => {
-    const xp = pad4(a as tf.Tensor4D, pads);
-    const f = b as tf.Tensor4D;
-    (save as tf.GradSaveFunc)([xp, f]);
-    return {
-      value: tf.depthwiseConv2d(xp, f, [sh, sw], 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const [kh, kw, c, m] = sf.shape;
-        const [batch, hp, wp] = xpad.shape;
-        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
-        const [, hd, wd] = g.shape;
-        // d input: channel c·M+q of g correlates with the flipped f[:, :, c, q]; a depthwise
-        // conv over C·M channels (multiplier 1), then the M outputs of each c summed.
-        const flipped = tf.reshape(tf.reverse(sf, [0, 1]), [kh, kw, c * m, 1]);
-        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
-        const full = tf.depthwiseConv2d(gp, flipped as tf.Tensor4D, 1, 'valid');
-        const [, fh, fw] = full.shape;
-        const summed = tf.sum(tf.reshape(full, [batch, fh, fw, c, m]), 4) as tf.Tensor4D;
-        const dx = cropInputGrad(summed, hp, wp, pads);
-        // d filter: df[i,j,c,q] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,c·M+q]. With
-        // (b, c) as the channel of one image [1, Hp, Wp, B·C] and the dilated dy as its
-        // depthwise filter [Hd, Wd, B·C, M], the output [1, ·, ·, B·C·M] holds it per b.
-        const xbc = tf.reshape(tf.transpose(xpad, [1, 2, 0, 3]), [1, hp, wp, batch * c]) as tf.Tensor4D;
-        const gbc = tf.reshape(tf.transpose(tf.reshape(g, [batch, hd, wd, c, m]), [1, 2, 0, 3, 4]), [hd, wd, batch * c, m]) as tf.Tensor4D;
-        const dfb = tf.depthwiseConv2d(xbc, gbc, 1, 'valid');
-        const cropped = tf.slice(dfb, [0, 0, 0, 0], [1, kh, kw, batch * c * m]);
-        const df = tf.sum(tf.reshape(cropped, [kh, kw, batch, c, m]), 2);
-        return [dx, df];
-      },
-    };
-  });
 
 function convArgs(op: string, x: tf.Tensor, kh: number, kw: number, options: ConvOptions): { pads: [number, number, number, number]; sh: number; sw: number; padding: Padding } {
   const s = options.strides ?? 1;

@@ -1,14 +1,14 @@
 /**
  * Typed tensor ops. Each op states its shapes twice: in its signature, so the
  * compiler rejects what it can, and in a run-time check that names the op,
- * the argument and the bound dims. Matmul carries its own gradient that
- * stays on wasm's fast path (explicit transposes + plain matMul) instead of
- * tfjs's transposed matMul, which leaves XNNPACK and runs ~3× slower.
+ * the argument and the bound dims. The products run the matmul kernel of
+ * `kernels.ts`.
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors.js';
+import { fastMatMul } from './kernels.js';
 import {
   ANY_LEADING,
   checkArgs,
@@ -23,78 +23,6 @@ import {
   type Tensor,
 } from './shape.js';
 
-const swapLast = (rank: number): number[] => {
-  const perm = [...Array(rank).keys()];
-  perm[rank - 1] = rank - 2;
-  perm[rank - 2] = rank - 1;
-  return perm;
-};
-
-let stock = false;
-
-/**
- * Routes `matmul`, `batchMatmul`, `linear` and `conv2d` through plain tfjs
- * ops and tfjs's own gradients (`true`) or the custom gradients (`false`,
- * the default). For side-by-side benchmarks and reference checks only: the
- * stock path is slower on wasm and cannot train a convolution there.
- * @example
- * ```ts
- * useStockGradients(true); // reference run on tfjs's own gradients
- * useStockGradients(false); // back to the default
- * ```
- * @category Backends
- */
-export function useStockGradients(on: boolean): void {
-  stock = on;
-}
-
-/** Whether {@link useStockGradients} is on. */
-export function stockGradients(): boolean {
-  return stock;
-}
-
-/**
- * Our matmul is a kernel of its own, `SparsetuneMatMul`, that runs each
- * backend's plain `BatchMatMul` and carries a registered gradient of
- * explicit transposes and plain products. Registered (rather than a
- * `tf.customGrad`) because registered gradients are lazy: the tape skips
- * the gradient of an input that does not depend on what is differentiated
- * — the data entering a model's first layer — while a custom gradient
- * computes every input's gradient.
- */
-const KERNEL = 'SparsetuneMatMul';
-const registeredOn = new Set<string>();
-
-function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  const backend = tf.getBackend();
-  if (!registeredOn.has(backend)) {
-    const plain = tf.getKernel('BatchMatMul', backend);
-    if (plain === undefined) throw new Error(`matmul: backend '${backend}' has no BatchMatMul kernel`);
-    tf.registerKernel({
-      kernelName: KERNEL,
-      backendName: backend,
-      kernelFunc: ({ inputs, backend: b }) => plain.kernelFunc({ inputs, backend: b, attrs: { transposeA: false, transposeB: false } }),
-    });
-    registeredOn.add(backend);
-  }
-  return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
-}
-
-tf.registerGradient({
-  kernelName: KERNEL,
-  inputsToSave: ['a', 'b'],
-  gradFunc: (dy, saved) => {
-    const [a, b] = saved as [tf.Tensor, tf.Tensor];
-    const g = dy as tf.Tensor;
-    return {
-      a: () => kernelMatMul(g, tf.transpose(b, swapLast(b.rank))),
-      b: () => kernelMatMul(tf.transpose(a, swapLast(a.rank)), g),
-    };
-  },
-});
-
-/** The matmul every typed op uses: ours unless {@link useStockGradients} is on. */
-const fastMatMul = (x: tf.Tensor, w: tf.Tensor): tf.Tensor => (stock ? tf.matMul(x, w) : kernelMatMul(x, w));
 
 /**
  * Matrix product of `[M, K]` and `[K, N]`. `NoInfer` makes `K` come from `x`

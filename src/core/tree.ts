@@ -252,6 +252,38 @@ export function countEntries(spec: ParamSpec): number {
   return Object.values(spec).reduce((n, l) => n + leafSize(l), 0);
 }
 
+const keys = new WeakMap<ParamSpec, string>();
+/**
+ * A string that equal specs share: paths (in order), shapes, roles and
+ * neuron axes. Masks compare specs with it and deltas record its CRC-32, so
+ * "the same model" means one thing everywhere. Memoised per spec object.
+ * @example
+ * ```ts
+ * specKey(mlp(config).spec) === specKey(mlp(config).spec); // true: same architecture
+ * ```
+ * @category Parameter trees
+ */
+export function specKey(spec: ParamSpec): string {
+  let k = keys.get(spec);
+  if (k === undefined) {
+    k = JSON.stringify(paths(spec).map((p) => [p, spec[p]!.shape, spec[p]!.role, spec[p]!.neuronAxis]));
+    keys.set(spec, k);
+  }
+  return k;
+}
+
+/**
+ * Whether two specs describe the same parameters (equal {@link specKey}s).
+ * @example
+ * ```ts
+ * sameSpec(mask.spec, model.spec)
+ * ```
+ * @category Parameter trees
+ */
+export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
+  return a === b || specKey(a) === specKey(b);
+}
+
 /**
  * Builds a spec, checking each leaf (integer dims ≥ 0, neuron axis in range).
  * @example

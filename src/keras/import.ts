@@ -137,13 +137,6 @@ interface LayerPlan {
   readonly run: (get: Get, xs: readonly tf.Tensor[], ctx: Ctx, preActivation?: boolean) => tf.Tensor;
 }
 
-/** One call of a layer in the graph. */
-interface NodePlan {
-  readonly key: string;
-  readonly layer: LayerPlan;
-  readonly inputs: readonly string[];
-}
-
 /**
  * What {@link importLayersModel} returns: the model and its pre-trained weights.
  * @example
@@ -566,10 +559,6 @@ function graphOf(topology: Json): Graph {
     seen.add(n.key);
   }
   return { layers, nodes, input: `${ins[0]![0]}#${ins[0]![1]}`, output: `${outs[0]![0]}#${outs[0]![1]}` };
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /**

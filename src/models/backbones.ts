@@ -7,8 +7,6 @@
  *
  * @module
  */
-import { ConfigError, type Params } from '../core/index.js';
-import { loadCheckpoint, type CheckpointHeader } from './checkpoint.js';
 import { cnn } from './cnn.js';
 import { mlp } from './mlp.js';
 import { vit } from './vit.js';
@@ -35,37 +33,3 @@ export const BACKBONES = {
  * @category Models
  */
 export type BackboneName = keyof typeof BACKBONES;
-
-/**
- * A loaded backbone: the model, its pre-trained parameters, and the
- * checkpoint's header (how it was trained, its accuracy).
- * @category Models
- */
-export interface Backbone<N extends BackboneName> {
-  /** The model with its 10-way Fashion-MNIST head. */
-  readonly model: ReturnType<(typeof BACKBONES)[N]>;
-  /** The pre-trained parameters. */
-  readonly params: Params;
-  /** The checkpoint's header. */
-  readonly header: CheckpointHeader;
-}
-
-/**
- * A standard backbone with its pre-trained parameters read from the bytes of
- * its checkpoint (`checkpoints/<name>.ckpt` in the package), for code that
- * cannot read files, such as a page in a browser. The checkpoint is checked
- * against the backbone's spec.
- * @example
- * ```ts
- * const bytes = new Uint8Array(await (await fetch('vit.ckpt')).arrayBuffer());
- * const { model, params } = backboneFromBytes('vit', bytes);
- * ```
- * @category Models
- */
-export function backboneFromBytes<N extends BackboneName>(name: N, bytes: Uint8Array): Backbone<N> {
-  const factory = BACKBONES[name] as (() => ReturnType<(typeof BACKBONES)[N]>) | undefined;
-  if (factory === undefined) throw new ConfigError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
-  const model = factory();
-  const { params, header } = loadCheckpoint(bytes, model.spec);
-  return { model, params, header };
-}

@@ -1,5 +1,5 @@
 /**
- * Models (MLP, CNN, ViT) and losses as typed pure functions, and checkpoints.
+ * Models (MLP, CNN, ViT) and losses as typed pure functions, and the shipped backbones' architectures.
  * @module
  */
 export * as layers from './layers.js';
@@ -8,5 +8,4 @@ export { mlp, type MlpConfig } from './mlp.js';
 export { cnn, type CnnConfig } from './cnn.js';
 export { vit, type VitConfig } from './vit.js';
 export * from './losses.js';
-export * from './checkpoint.js';
 export * from './backbones.js';

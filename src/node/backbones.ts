@@ -5,7 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { backboneFromBytes, BACKBONES, type Backbone, type BackboneName } from '../models/backbones.js';
+import { BACKBONES, type BackboneName } from '../models/backbones.js';
+import { backboneFromBytes, type Backbone } from '../formats/checkpoint.js';
 import { ConfigError } from '../core/index.js';
 
 /**

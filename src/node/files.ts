@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ParamSpec, Params } from '../core/index.js';
-import { loadCheckpoint, saveCheckpoint, type CheckpointHeader, type SaveOptions } from '../models/checkpoint.js';
-import { loadDelta, saveDelta, type Delta } from '../optim/delta.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointHeader, type SaveOptions } from '../formats/checkpoint.js';
+import { loadDelta, saveDelta, type Delta } from '../formats/delta.js';
 import { writeFileAtomic } from './atomic.js';
 
 /**

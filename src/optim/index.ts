@@ -6,5 +6,3 @@ export * from './schedule.js';
 export * from './transform.js';
 export * from './masked.js';
 export * from './train.js';
-export * from './delta.js';
-export * from './lora.js';

@@ -10,7 +10,7 @@ import type { BooleanAlgebra } from 'fp-ts/lib/BooleanAlgebra.js';
 import type { Eq } from 'fp-ts/lib/Eq.js';
 import type { Monoid } from 'fp-ts/lib/Monoid.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { leafSize, mapTree, MaskError, paths, type LeafSpec, type ParamSpec, type Tree } from '../core/index.js';
+import { leafSize, mapTree, MaskError, paths, sameSpec, type LeafSpec, type ParamSpec, type Tree } from '../core/index.js';
 import { countOnes } from './topk.js';
 
 /**
@@ -22,29 +22,6 @@ export interface Mask {
   readonly spec: ParamSpec;
   /** Per leaf, `leafSize` bytes of 0 or 1. */
   readonly bits: Tree<Uint8Array>;
-}
-
-const keys = new WeakMap<ParamSpec, string>();
-/** A string that equal specs share: paths, shapes, roles and neuron axes. */
-function specKey(spec: ParamSpec): string {
-  let k = keys.get(spec);
-  if (k === undefined) {
-    k = JSON.stringify(paths(spec).map((p) => [p, spec[p]!.shape, spec[p]!.role, spec[p]!.neuronAxis]));
-    keys.set(spec, k);
-  }
-  return k;
-}
-
-/**
- * Whether two specs describe the same parameters.
- * @example
- * ```ts
- * sameSpec(mask.spec, model.spec)
- * ```
- * @category Masks
- */
-export function sameSpec(a: ParamSpec, b: ParamSpec): boolean {
-  return a === b || specKey(a) === specKey(b);
 }
 
 /**

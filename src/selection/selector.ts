@@ -12,7 +12,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { requireBackend } from '../core/backend.js';
 import { BudgetError, pathMatcher, paths, SparsetuneError, type LeafSpec, type Role } from '../core/index.js';
-import { assertMaskFor, maskAlgebra, maskOf, ones, type Mask } from './mask.js';
+import { assertMaskFor, depthOf, maskAlgebra, maskOf, ones, type Mask } from './mask.js';
 import { scoresOf, type Criterion, type SelectionEnv } from './scores.js';
 import { topKGlobal, topKPerNeuron } from './topk.js';
 
@@ -136,9 +136,9 @@ export const byRole =
 export const byBlock =
   (blocks: readonly number[] | ((block: number) => boolean)): Filter =>
   (path) => {
-    const seg = path.split('.').find((s) => /^[0-9]+$/.test(s));
-    if (seg === undefined) return false;
-    return typeof blocks === 'function' ? blocks(Number(seg)) : blocks.includes(Number(seg));
+    const block = depthOf(path);
+    if (block === null) return false;
+    return typeof blocks === 'function' ? blocks(block) : blocks.includes(block);
   };
 
 /**

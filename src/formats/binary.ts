@@ -17,8 +17,8 @@
  *
  * @module
  */
-import { FormatError, SparsetuneError } from './errors.js';
-import { tree } from './tree.js';
+import { FormatError, SparsetuneError } from '../core/errors.js';
+import { tree } from '../core/tree.js';
 
 const MAGIC = [0x53, 0x50, 0x54, 0x4e]; // "SPTN"
 /** The container version this build writes. */

@@ -7,8 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { bytesOf, checkFilePath, describe, field, isCount, isRecord, isU32, packFile, unpackFile } from '../core/binary.js';
-import { assertMatchesSpec, crc32, FormatError, MaskError, paths, SpecError, tree, type ParamSpec, type Params, type Tree } from '../core/index.js';
+import { bytesOf, checkFilePath, describe, field, isCount, isRecord, isU32, packFile, unpackFile, crc32 } from './binary.js';
+import { assertMatchesSpec, specKey, FormatError, MaskError, paths, SpecError, tree, type ParamSpec, type Params, type Tree } from '../core/index.js';
 import { assertMaskFor, maskToIndices, type Mask } from '../selection/index.js';
 
 /**
@@ -44,7 +44,7 @@ export interface Delta {
  * @category Deltas
  */
 export function specHash(spec: ParamSpec): number {
-  return crc32(new TextEncoder().encode(JSON.stringify(paths(spec).map((p) => [p, spec[p]!.shape, spec[p]!.role, spec[p]!.neuronAxis]))));
+  return crc32(new TextEncoder().encode(specKey(spec)));
 }
 
 /**

@@ -1,13 +1,15 @@
 /**
  * Checkpoints: a model's parameters in one binary file whose header records
- * the model, the full spec, and a checksum.
+ * the model, the full spec, and a checksum; and the shipped backbones read
+ * from their checkpoints' bytes.
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { bytesOf, checkFilePath, crc32, describe, field, isCount, isRecord, isU32, packFile, unpackFile, type FileHeader } from '../core/binary.js';
-import { assertMatchesSpec, FormatError, leafSize, paths, SpecError, tree, type LeafSpec, type ParamSpec, type Params, type Role } from '../core/index.js';
+import { bytesOf, checkFilePath, crc32, describe, field, isCount, isRecord, isU32, packFile, unpackFile, type FileHeader } from './binary.js';
+import { BACKBONES, type BackboneName } from '../models/backbones.js';
+import { assertMatchesSpec, ConfigError, FormatError, leafSize, paths, SpecError, tree, type LeafSpec, type ParamSpec, type Params, type Role } from '../core/index.js';
 
 const KIND = 'checkpoint';
 /** Format 2 lists the leaves as an ordered array with a checksum each; format 1 (still read) keyed them by path. */
@@ -203,4 +205,38 @@ export function loadCheckpoint(bytes: Uint8Array, spec?: ParamSpec): { params: P
     ...(meta ? { meta } : {}),
   };
   return { params: tree(slices.map(([p], i) => [p, made[i]!] as const)), header };
+}
+
+/**
+ * A loaded backbone: the model, its pre-trained parameters, and the
+ * checkpoint's header (how it was trained, its accuracy).
+ * @category Models
+ */
+export interface Backbone<N extends BackboneName> {
+  /** The model with its 10-way Fashion-MNIST head. */
+  readonly model: ReturnType<(typeof BACKBONES)[N]>;
+  /** The pre-trained parameters. */
+  readonly params: Params;
+  /** The checkpoint's header. */
+  readonly header: CheckpointHeader;
+}
+
+/**
+ * A standard backbone with its pre-trained parameters read from the bytes of
+ * its checkpoint (`checkpoints/<name>.ckpt` in the package), for code that
+ * cannot read files, such as a page in a browser. The checkpoint is checked
+ * against the backbone's spec.
+ * @example
+ * ```ts
+ * const bytes = new Uint8Array(await (await fetch('vit.ckpt')).arrayBuffer());
+ * const { model, params } = backboneFromBytes('vit', bytes);
+ * ```
+ * @category Models
+ */
+export function backboneFromBytes<N extends BackboneName>(name: N, bytes: Uint8Array): Backbone<N> {
+  const factory = BACKBONES[name] as (() => ReturnType<(typeof BACKBONES)[N]>) | undefined;
+  if (factory === undefined) throw new ConfigError(`unknown backbone '${String(name)}'; known: ${Object.keys(BACKBONES).join(', ')}`);
+  const model = factory();
+  const { params, header } = loadCheckpoint(bytes, model.spec);
+  return { model, params, header };
 }
