@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as E from 'fp-ts/lib/Either.js';
 import { describe, expect, test } from 'vitest';
 import { BudgetError, MaskError, paths, SpecError, type Params, type Tensor } from '../src/index.js';
 import { subset } from '../src/data/index.js';
@@ -223,6 +224,19 @@ describe('filters and errors', () => {
     const foreign = select(full(), selectionEnv({ spec: other.spec, params: other.init(0) }));
     expect(() => select(net(sameAs(foreign), random()), e)).toThrow(MaskError);
     expect(() => maskFromIndices(model.spec, { 'head.bias': [4] })).toThrow("maskFromIndices: index 4 is outside leaf 'head.bias' of 4 entries");
+  });
+  test('one error model: a criterion throws, the selector returns Left, select throws it; other exceptions pass unchanged', () => {
+    const throwing = fromScores(() => {
+      throw new BudgetError('my criterion: no data');
+    });
+    const ctx = { env: e, eligible: maskAlgebra(model.spec).one };
+    const result = union(neuron(1, random()), neuron(1, throwing))(ctx);
+    expect(E.isLeft(result) && result.left.message).toBe('my criterion: no data');
+    expect(() => select(union(neuron(1, random()), neuron(1, throwing)), e)).toThrow(new BudgetError('my criterion: no data'));
+    const bug = fromScores(() => {
+      throw new TypeError('a bug in user code');
+    });
+    expect(() => neuron(1, bug)(ctx)).toThrow(new TypeError('a bug in user code'));
   });
 });
 

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { disposeTree, leafSize, MaskError, paths, type Params, type Tree } from '../core/index.js';
-import { assertMaskFor, maskToIndices, ones, type Mask } from '../selection/index.js';
+import { assertMaskFor, maskToIndices, countOnes, type Mask } from '../selection/index.js';
 import type { GradientTransformation, OptState, Updates } from './transform.js';
 
 /**
@@ -46,8 +46,8 @@ export interface DeviceMask {
  */
 export function deviceMask(mask: Mask): DeviceMask {
   assertMaskFor(mask.spec, mask, 'deviceMask');
-  const trainable = paths(mask.spec).filter((p) => ones(mask.bits[p]!) > 0);
-  const whole = new Set(trainable.filter((p) => ones(mask.bits[p]!) === leafSize(mask.spec[p]!)));
+  const trainable = paths(mask.spec).filter((p) => countOnes(mask.bits[p]!) > 0);
+  const whole = new Set(trainable.filter((p) => countOnes(mask.bits[p]!) === leafSize(mask.spec[p]!)));
   const partial = trainable.filter((p) => !whole.has(p));
   const idx = maskToIndices(mask);
   const bits = Object.fromEntries(partial.map((p) => [p, tf.tensor(mask.bits[p]!, [...mask.spec[p]!.shape], 'bool')]));

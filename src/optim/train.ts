@@ -10,7 +10,7 @@ import { ConfigError, MaskError, NonFiniteError, paths, rng, ShapeError, type Pa
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
-import { assertMaskFor, ones, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
+import { assertMaskFor, countOnes, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
 import { applyMaskedUpdates, deviceMask, disposeReplaced, masked } from './masked.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, type GradientTransformation, type OptState } from './transform.js';
@@ -258,7 +258,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
   const mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
-  if (paths(mask.spec).every((p) => ones(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
+  if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
 
   const steps = Math.ceil(o.train.n / batchSize);
   const dm = deviceMask(mask);

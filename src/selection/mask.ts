@@ -170,15 +170,7 @@ export function maskAlgebra(spec: ParamSpec): MaskAlgebra {
   return algebra;
 }
 
-/**
- * Number of ones in a mask's byte array.
- * @example
- * ```ts
- * ones(mask.bits['head.kernel']!)
- * ```
- * @category Masks
- */
-export const ones = countOnes;
+export { countOnes } from './topk.js';
 
 /**
  * Trainable counts of a mask: overall, without the head (as the papers
@@ -226,7 +218,7 @@ export function depthOf(path: string): number | null {
  * @category Masks
  */
 export function countMask(mask: Mask): MaskReport {
-  const perLeaf = paths(mask.spec).map((p) => ({ path: p, trainable: ones(mask.bits[p]!), total: leafSize(mask.spec[p]!) }));
+  const perLeaf = paths(mask.spec).map((p) => ({ path: p, trainable: countOnes(mask.bits[p]!), total: leafSize(mask.spec[p]!) }));
   const sum = (xs: typeof perLeaf, k: 'trainable' | 'total') => xs.reduce((s, x) => s + x[k], 0);
   const noHead = perLeaf.filter((x) => mask.spec[x.path]!.role !== 'head');
   const depths = new Map<number | null, { trainable: number; total: number }>();
@@ -276,7 +268,7 @@ export function describeMask(mask: Mask): string {
  */
 export function maskToIndices(mask: Mask): Tree<Int32Array> {
   return mapTree(mask.bits, (bits) => {
-    const out = new Int32Array(ones(bits));
+    const out = new Int32Array(countOnes(bits));
     let j = 0;
     for (let i = 0; i < bits.length; i++) if (bits[i]) out[j++] = i;
     return out;

@@ -6,7 +6,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { leafSize, type Role } from '../core/index.js';
-import { maskOf, ones, type Mask } from './mask.js';
+import { maskOf, countOnes, type Mask } from './mask.js';
 import { gradient, magnitude, random, sensitivity, type SelectionEnv, type SelectionLoss } from './scores.js';
 import {
   all,
@@ -209,7 +209,7 @@ export function spt(options: SptOptions = {}): SptSelector {
         const vectors: string[] = [];
         const mask = maskOf(ctx.env.spec, (leaf, p) => {
           const picked = chosen.bits[p]!;
-          const share = ones(picked);
+          const share = countOnes(picked);
           if (leaf.role === 'head' || leaf.role === 'token') return ctx.eligible.bits[p]!;
           if (leaf.shape.length === 2 && share > 0 && share >= (r * (leaf.shape[0]! + leaf.shape[1]!)) / alpha) {
             lora.push(p);

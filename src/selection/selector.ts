@@ -12,7 +12,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { requireBackend } from '../core/backend.js';
 import { BudgetError, pathMatcher, paths, SparsetuneError, type LeafSpec, type Role } from '../core/index.js';
-import { assertMaskFor, depthOf, maskAlgebra, maskOf, ones, type Mask } from './mask.js';
+import { assertMaskFor, depthOf, maskAlgebra, maskOf, countOnes, type Mask } from './mask.js';
 import { scoresOf, type Criterion, type SelectionEnv } from './scores.js';
 import { topKGlobal, topKPerNeuron } from './topk.js';
 
@@ -232,7 +232,7 @@ export function layer(budget: Budget, criterion: Criterion): Selector {
   return (ctx) => {
     const spec = ctx.env.spec;
     const ps = paths(spec);
-    const avail = ps.map((p) => ones(ctx.eligible.bits[p]!));
+    const avail = ps.map((p) => countOnes(ctx.eligible.bits[p]!));
     let counts: E.Either<BudgetError, number[]>;
     if (budget.kind === 'count') {
       const totalAvail = avail.reduce((a, b) => a + b, 0);
@@ -255,7 +255,7 @@ export function layer(budget: Budget, criterion: Criterion): Selector {
           return E.left(e as SparsetuneError);
         }
       }
-      counts = E.sequenceArray(ps.map((p, i) => resolve(budget, avail[i]!, budget.kind === 'sameAs' ? ones(budget.mask.bits[p]!) : 0))) as E.Either<BudgetError, number[]>;
+      counts = E.sequenceArray(ps.map((p, i) => resolve(budget, avail[i]!, budget.kind === 'sameAs' ? countOnes(budget.mask.bits[p]!) : 0))) as E.Either<BudgetError, number[]>;
     }
     return pipe(
       counts,
@@ -283,7 +283,7 @@ export function net(budget: Budget, criterion: Criterion): Selector {
     const spec = ctx.env.spec;
     const ps = paths(spec);
     const eligible = ps.map((p) => ctx.eligible.bits[p]!);
-    const avail = eligible.reduce((s, e) => s + ones(e), 0);
+    const avail = eligible.reduce((s, e) => s + countOnes(e), 0);
     if (budget.kind === 'sameAs') {
       try {
         assertMaskFor(spec, budget.mask, 'net: sameAs');
@@ -291,7 +291,7 @@ export function net(budget: Budget, criterion: Criterion): Selector {
         return E.left(e as SparsetuneError);
       }
     }
-    const reference = budget.kind === 'sameAs' ? ps.reduce((s, p) => s + ones(budget.mask.bits[p]!), 0) : 0;
+    const reference = budget.kind === 'sameAs' ? ps.reduce((s, p) => s + countOnes(budget.mask.bits[p]!), 0) : 0;
     return pipe(
       resolve(budget, avail, reference),
       E.chainW((n) =>

@@ -134,7 +134,14 @@ function lastAxisTopK(scores: Float32Array, dim: number, k: number, out: Uint8Ar
   return out;
 }
 
-/** Number of ones in a 0/1 byte array, four bytes at a time where aligned. */
+/**
+ * Number of ones in a mask's 0/1 byte array (four bytes at a time where aligned).
+ * @example
+ * ```ts
+ * countOnes(mask.bits['head.kernel']!) // trainable entries of the head's kernel
+ * ```
+ * @category Masks
+ */
 export function countOnes(bits: Uint8Array): number {
   let n = 0;
   let i = 0;
