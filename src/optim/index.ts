@@ -8,3 +8,4 @@ export * from './masked.js';
 export * from './train.js';
 export * from './delta.js';
 export * from './lora.js';
+export * from './wrappers.js';
