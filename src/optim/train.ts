@@ -377,6 +377,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     }
   } catch (e) {
     // Whatever the loop made goes with the error (a callback's included), which propagates unchanged.
+    releaseAbandonedTape();
     for (const t of owned) t.dispose();
     if (best) tf.dispose(Object.values(best.params));
     throw e;
@@ -388,6 +389,20 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     return { params: { ...frozen, ...best.params }, mask, history, epoch: best.epoch };
   }
   return { params: full(), mask, history, epoch: epochs };
+}
+
+/**
+ * tfjs keeps copies of the tensors each op saves for its gradient on the
+ * engine's tape and frees them only when the backward pass finishes; when
+ * the forward function throws (a user's loss, a shape error), the tape is
+ * abandoned with them still alive (about 100 tensors for a small ViT).
+ * Freed here, on the error path, when no outer gradient is being taken.
+ */
+function releaseAbandonedTape(): void {
+  const state = tf.engine().state as unknown as { gradientDepth: number; activeTape: { saved?: tf.Tensor[] }[] | null };
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
+  state.activeTape = null;
 }
 
 // Tensors trainStep made: the only parameters it may dispose when it replaces them.
@@ -475,6 +490,7 @@ export function trainStep<I extends Shape>(o: TrainStepInput<I>): TrainStepOutpu
       return { value, next: applyUpdates(current, updates), nextState };
     });
   } catch (e) {
+    releaseAbandonedTape();
     if (fresh) tf.dispose(state);
     throw e;
   }
