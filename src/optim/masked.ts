@@ -52,7 +52,7 @@ interface Resolved {
  * Resolves `mask` for the leaves of `params`: a Filter needs `spec`; a Mask
  * must cover every leaf with its shape (a {@link MaskError} otherwise).
  */
-export function resolveMask(mask: MaskLike, params: Tree<tf.Tensor>, spec: ParamSpec | undefined, what: string): Resolved {
+function resolveMask(mask: MaskLike, params: Tree<tf.Tensor>, spec: ParamSpec | undefined, what: string): Resolved {
   const whole: string[] = [];
   const partial: Record<string, Uint8Array> = {};
   if (typeof mask === 'function') {
