@@ -12,11 +12,9 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   adamw,
-  applyMaskedUpdates,
   checked,
   countMask,
   crossEntropy,
-  deviceMask,
   disposeReplaced,
   full,
   gps,
@@ -24,7 +22,9 @@ import {
   importLayersModel,
   initBackend,
   linearProbe,
-  masked,
+  applyUpdates,
+  trainOnly,
+  trainableLeaves,
   neuron,
   replaceHead,
   resizeDataSet,
@@ -78,28 +78,28 @@ const selectSeconds = (performance.now() - t0) / 1000;
 
 /** A method's training state and one step of it, as fineTune's loop takes one. */
 function trainer(mask: Mask) {
-  const dm = deviceMask(mask);
-  const tx = masked(adamw(1e-3), dm, { sparseState: true });
-  const frozen = Object.fromEntries(Object.keys(base).filter((p) => !dm.trainable.includes(p)).map((p) => [p, base[p]!]));
-  let current: Params = Object.fromEntries(dm.trainable.map((p) => [p, base[p]!]));
+  const tx = trainOnly(adamw(1e-3), mask);
+  const trainable = trainableLeaves(mask);
+  const frozen = Object.fromEntries(Object.keys(base).filter((p) => !trainable.includes(p)).map((p) => [p, base[p]!]));
+  let current: Params = Object.fromEntries(trainable.map((p) => [p, base[p]!]));
   const before = tf.memory().numBytes;
   let state = tf.tidy(() => tx.init(current));
   const stateBytes = tf.memory().numBytes - before;
   const step = () => {
     const out = tf.tidy(() => {
-      const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply({ ...frozen, ...Object.fromEntries(dm.trainable.map((p, i) => [p, ts[i]!])) }, x).logits, y) as tf.Scalar;
-      const { value, grads } = tf.valueAndGrads(f)(dm.trainable.map((p) => current[p]!));
-      const [updates, nextState] = tx.update(Object.fromEntries(dm.trainable.map((p, i) => [p, grads[i]!])), state, current);
-      return { value, next: applyMaskedUpdates(current, updates, dm), nextState };
+      const f = (...ts: tf.Tensor[]) => crossEntropy(model.apply({ ...frozen, ...Object.fromEntries(trainable.map((p, i) => [p, ts[i]!])) }, x).logits, y) as tf.Scalar;
+      const { value, grads } = tf.valueAndGrads(f)(trainable.map((p) => current[p]!));
+      const [updates, nextState] = tx.update(Object.fromEntries(trainable.map((p, i) => [p, grads[i]!])), state, current);
+      return { value, next: applyUpdates(current, updates), nextState };
     });
     // Reading the loss waits for the step, as fineTune's loop does.
     out.value.dataSync();
     out.value.dispose();
-    for (const p of dm.trainable) if (current[p] !== base[p] && current[p] !== out.next[p]) current[p]!.dispose();
+    for (const p of trainable) if (current[p] !== base[p] && current[p] !== out.next[p]) current[p]!.dispose();
     disposeReplaced(state, out.nextState);
     [current, state] = [out.next, out.nextState];
   };
-  return { step, stateBytes, dm, mask };
+  return { step, stateBytes, mask };
 }
 const methods = { full: trainer(select(full(), env)), gps: trainer(gpsMask!), 'linear probe': trainer(select(linearProbe(), env)) };
 const times = sideBySide(Object.fromEntries(Object.entries(methods).map(([k, m]) => [k, m.step])), rounds, 1);

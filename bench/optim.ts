@@ -13,7 +13,7 @@ import { buildTask } from '../src/node/index.js';
 import { BACKBONES, crossEntropy, replaceHead } from '../src/models/index.js';
 import { saveCheckpoint } from '../src/formats/index.js';
 import { countMask, fraction, gps, net, random, select, selectionEnv } from '../src/selection/index.js';
-import { adamw, applyMaskedUpdates, applyUpdates, deviceMask, disposeReplaced, fineTune, masked, type GradientTransformation, type OptState } from '../src/optim/index.js';
+import { adamw, applyUpdates, disposeReplaced, fineTune, trainOnly, trainableLeaves, type GradientTransformation, type OptState } from '../src/optim/index.js';
 import { extractDelta, saveDelta } from '../src/formats/index.js';
 import { machine, median, sideBySide, writeResults } from './lib.js';
 
@@ -50,11 +50,10 @@ function stepper(tx: GradientTransformation, leaves: readonly string[], apply: (
 
 // 1. Masked vs unmasked AdamW. Both differentiate every leaf the GPS mask touches
 // (the masked step would skip frozen leaves, which would flatter it).
-const dm = deviceMask(gpsMask);
-const leaves = dm.trainable;
+const leaves = trainableLeaves(gpsMask);
 const times = sideBySide(
   {
-    masked: stepper(masked(adamw(1e-3), dm, { sparseState: true }), leaves, (p, u) => applyMaskedUpdates(p, u, dm)),
+    masked: stepper(trainOnly(adamw(1e-3), gpsMask), leaves, (p, u) => applyUpdates(p, u)),
     unmasked: stepper(adamw(1e-3), leaves, (p, u) => applyUpdates(p, u)),
   },
   rounds,
@@ -64,24 +63,21 @@ const overhead = median(times.masked!) / median(times.unmasked!);
 // 2. State memory with a 1% selection.
 const onePercent = select(net(fraction(0.01), random()), env);
 const stateBytes = (s: OptState): number => (s instanceof tf.Tensor ? s.size * 4 : s && typeof s === 'object' ? Object.values(s).reduce((n: number, v) => n + stateBytes(v as OptState), 0) : 0);
-const dm1 = deviceMask(onePercent);
-const sparse = tf.tidy(() => masked(adamw(1e-3), dm1, { sparseState: true }).init(Object.fromEntries(dm1.trainable.map((p) => [p, params[p]!]))));
+const sparse = tf.tidy(() => trainOnly(adamw(1e-3), onePercent).init(Object.fromEntries(trainableLeaves(onePercent).map((p) => [p, params[p]!]))).inner);
 const dense = tf.tidy(() => adamw(1e-3).init(params));
 const memory = { sparseBytes: stateBytes(sparse), denseBytes: stateBytes(dense), ratio: stateBytes(sparse) / stateBytes(dense), selected: countMask(onePercent).trainable };
 tf.dispose([sparse, dense] as unknown as tf.Tensor[]);
-dm1.dispose();
 
 // 3. Delta size after a short GPS fine-tune, and 4. tensors across many masked steps.
 const tuned = fineTune({ model, params, mask: gpsMask, train: task.train, epochs: 1, progressBar: false });
 const deltaBytes = saveDelta(extractDelta(model.spec, params, tuned.params, gpsMask)).length;
 const checkpointBytes = saveCheckpoint(model.spec, params).length;
-const long = stepper(masked(adamw(1e-3), dm, { sparseState: true }), leaves, (p, u) => applyMaskedUpdates(p, u, dm));
+const long = stepper(trainOnly(adamw(1e-3), gpsMask), leaves, (p, u) => applyUpdates(p, u));
 long();
 const before = tf.memory().numTensors;
 const t0 = performance.now();
 for (let i = 0; i < longSteps; i++) long();
 const leak = { steps: longSteps, before, after: tf.memory().numTensors, seconds: (performance.now() - t0) / 1000 };
-dm.dispose();
 
 const result = {
   machine: machine(),

@@ -1,49 +1,42 @@
-// Laws of masked optimisation over random trees, masks, gradients and optimizers.
-import { fc, test } from '@fast-check/vitest';
+// Laws of masked optimisation over random trees, masks, gradients and
+// optimizers, drawn with the testing kit's arbitraries and run by its
+// checkLaws (the seed is printed by vitest.config.ts; FC_SEED replays it).
+import { fc } from '@fast-check/vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, expect, test as plain } from 'vitest';
-import { checkLaws, optimizerLaws } from '../src/testing/index.js';
-import { paramSpec, paths, tree, type ParamSpec, type Params } from '../src/index.js';
-import { maskAlgebra, maskOf } from '../src/selection/index.js';
-import { adam, adamw, applyMaskedUpdates, applyUpdates, chain, deviceMask, disposeReplaced, masked, momentum, scaleByAdam, scaleByLearningRate, addDecayedWeights, sgd, warmupCosine, type GradientTransformation, type OptState, type Updates } from '../src/optim/index.js';
+import { describe, expect, test } from 'vitest';
+import { checkLaws, maskFor, optimizerLaws, scoresFor, specArb, toParams, valuesFor, type Laws } from '../src/testing/index.js';
+import { paths, type ParamSpec, type Params } from '../src/index.js';
+import { maskAlgebra } from '../src/selection/index.js';
+import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, disposeReplaced, freeze, lion, masked, momentum, multiSteps, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, warmupCosine, type GradientTransformation, type OptState, type Updates } from '../src/optim/index.js';
 
-const specArb = fc
-  .uniqueArray(fc.tuple(fc.constantFrom('a.w', 'b.w', 'c.bias', 'head.kernel'), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 2 })), { selector: ([p]) => p, minLength: 1, maxLength: 3 })
-  .map((es) => paramSpec(es.map(([p, shape]) => [p, { shape, role: 'kernel', neuronAxis: shape.length - 1 }] as const)));
-const size = (spec: ParamSpec, p: string) => spec[p]!.shape.reduce((a, b) => a * b, 1);
-const valuesFor = (spec: ParamSpec, special: boolean) =>
-  fc.record(
-    Object.fromEntries(
-      paths(spec).map((p) => [
-        p,
-        // Parameters include −0 (an update of +0 would flip it); gradients NaN and ±Inf as well.
-        fc.array(special ? fc.oneof(fc.float({ noNaN: true, min: -3, max: 3 }), fc.constantFrom(Number.NaN, Infinity, -Infinity, -0)) : fc.oneof(fc.float({ noNaN: true, min: -3, max: 3 }), fc.constant(-0)), {
-          minLength: size(spec, p),
-          maxLength: size(spec, p),
-        }),
-      ]),
-    ),
-  ) as fc.Arbitrary<Record<string, number[]>>;
-const maskArb = (spec: ParamSpec) =>
-  fc.record(Object.fromEntries(paths(spec).map((p) => [p, fc.array(fc.boolean(), { minLength: size(spec, p), maxLength: size(spec, p) })]))).map((b) => maskOf(spec, (_, p) => Uint8Array.from((b as Record<string, boolean[]>)[p]!, Number)));
 const optimizers: Record<string, () => GradientTransformation> = {
   sgd: () => sgd(0.1),
   momentum: () => momentum(0.1, 0.9),
   nesterov: () => momentum(0.1, 0.9, true),
   adam: () => adam(0.05),
   adamw: () => adamw(0.05, { weightDecay: 0.1 }),
+  rmsprop: () => rmsprop(0.05, { centered: true, momentum: 0.5 }),
+  lion: () => lion(0.05, { weightDecay: 0.1 }),
+  adafactor: () => adafactor(0.05, { minDimSizeToFactor: 2, weightDecayRate: 0.1 }),
+  multiSteps: () => multiSteps(adam(0.05), 2),
+  applyIfFinite: () => applyIfFinite(adam(0.05), 1),
 };
-const toTree = (spec: ParamSpec, v: Record<string, number[]>): Params => tree(paths(spec).map((p) => [p, tf.tensor(v[p]!, [...spec[p]!.shape])]));
-const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
+/** Element-wise optimizers: sparse state must equal dense state on them exactly. */
+const elementwise = ['sgd', 'momentum', 'nesterov', 'adam', 'adamw', 'rmsprop', 'lion', 'multiSteps'];
 
-/** Runs `steps` updates with fresh gradients each step; masks may change per step. */
-function run(tx: (step: number) => GradientTransformation, params: Params, grads: (step: number) => Updates, steps: number, apply: (p: Params, u: Updates, step: number) => Params): Params {
-  let state: OptState = tf.tidy(() => tx(0).init(params));
+const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
+const specs = specArb({ maxLeaves: 3, maxRank: 2, minDim: 1, maxDim: 3 });
+/** Parameters with −0 in them (an update of +0 would turn it into +0). */
+const withNegZero = (spec: ParamSpec) => valuesFor(spec, { ties: false }).map((v) => Object.fromEntries(Object.entries(v).map(([p, xs]) => [p, xs.map((x, i) => (i % 4 === 3 ? -0 : x))])));
+
+/** Runs `tx` over the gradient trees, applying its updates with plain applyUpdates; returns the parameters. */
+function run(tx: GradientTransformation, spec: ParamSpec, params: Params, grads: readonly Updates[]): Params {
+  let state: OptState = tf.tidy(() => tx.init(params, spec));
   let current = params;
-  for (let s = 0; s < steps; s++) {
+  for (const g of grads) {
     const out = tf.tidy(() => {
-      const [u, next] = tx(s).update(grads(s), state, current);
-      return { p: apply(current, u, s), next };
+      const [u, next] = tx.update(g, state, current);
+      return { p: applyUpdates(current, u), next };
     });
     disposeReplaced(state, out.next);
     state = out.next;
@@ -53,113 +46,98 @@ function run(tx: (step: number) => GradientTransformation, params: Params, grads
   return current;
 }
 
-describe('masked optimizers', () => {
-  const setup = specArb.chain((spec) =>
+const setup = (nonFinite: boolean) =>
+  specs.chain((spec) =>
     fc.record({
       spec: fc.constant(spec),
-      params: valuesFor(spec, false),
-      grads: fc.array(valuesFor(spec, true), { minLength: 3, maxLength: 3 }),
-      masks: fc.array(maskArb(spec), { minLength: 3, maxLength: 3 }),
+      params: withNegZero(spec),
+      grads: fc.array(scoresFor(spec, { nonFinite }), { minLength: 3, maxLength: 3 }),
+      mask: maskFor(spec),
+      other: maskFor(spec),
       opt: fc.constantFrom(...Object.keys(optimizers)),
       sparse: fc.boolean(),
     }),
   );
 
-  test.prop([setup])('frozen entries stay bit-identical: every optimizer, decay, momentum built up, NaN/Inf at frozen positions, masks changing between steps', ({ spec, params, grads, masks, opt, sparse }) => {
-    const p0 = toTree(spec, params);
-    // Warm up momentum and moments with finite gradients on everything, then switch to masked steps.
+/** Whether `a` equals `b` bit for bit wherever `where(p, i)` holds. */
+const sameBits = (spec: ParamSpec, a: Params, b: Params, where: (p: string, i: number) => boolean) =>
+  paths(spec).every((p) => {
+    const [x, y] = [bits(a[p]!), bits(b[p]!)];
+    return x.every((v, i) => !where(p, i) || v === y[i]);
+  });
+
+const laws: Laws = {
+  'trainOnly: frozen entries stay bit-identical under every optimizer, NaN/Inf gradients and −0 parameters, dense and sparse state': fc.property(setup(true), ({ spec, params, grads, mask, opt, sparse }) => {
+    const p0 = toParams(spec, params);
+    const end = run(trainOnly(optimizers[opt]!(), mask, { sparseState: sparse }), spec, p0, grads.map((g) => toParams(spec, g)));
+    return sameBits(spec, end, p0, (p, i) => mask.bits[p]![i] === 0);
+  }),
+  'sparse state equals dense state on the selected entries (element-wise optimizers), bit for bit': fc.property(setup(false), ({ spec, params, grads, mask, opt }) => {
+    const name = elementwise.includes(opt) ? opt : 'adam';
+    const p0 = toParams(spec, params);
+    const g = grads.map((x) => toParams(spec, x));
+    const a = run(trainOnly(optimizers[name]!(), mask, { sparseState: true }), spec, p0, g);
+    const b = run(trainOnly(optimizers[name]!(), mask, { sparseState: false }), spec, p0, g);
+    const c = run(chain(sparseState(optimizers[name]!(), mask), freeze(maskAlgebra(spec).not(mask))), spec, p0, g);
+    return sameBits(spec, a, b, () => true) && sameBits(spec, a, c, () => true);
+  }),
+  'masked (optax): inner where the mask is true, the incoming updates elsewhere': fc.property(setup(true), ({ spec, params, grads, mask, opt }) => {
+    const p0 = toParams(spec, params);
+    const g = toParams(spec, grads[0]!);
+    const tx = masked(optimizers[opt]!(), mask);
+    const [u] = tx.update(g, tx.init(p0, spec), p0);
+    // Outside: the gradient itself. Inside: what the inner gives on the gradient zeroed outside.
     const inner = optimizers[opt]!();
-    const dms = masks.map(deviceMask);
-    const warm = toTree(spec, params);
-    let state: OptState = tf.tidy(() => inner.init(p0));
-    const [, warmed] = tf.tidy(() => inner.update(warm, state, p0));
-    disposeReplaced(state, warmed);
-    state = warmed;
-    let current = p0;
-    for (let s = 0; s < 3; s++) {
-      const dm = dms[s]!;
-      const g = toTree(spec, grads[s]!);
-      const before = Object.fromEntries(paths(spec).map((p) => [p, bits(current[p]!)]));
-      const tx = masked(inner, dm, { sparseState: false });
-      const out = tf.tidy(() => {
-        const [u, next] = tx.update(g, state, current);
-        return { p: applyMaskedUpdates(current, u, dm), next };
-      });
-      disposeReplaced(state, out.next);
-      state = out.next;
-      current = out.p;
-      for (const p of paths(spec)) {
-        const now = bits(current[p]!);
-        masks[s]!.bits[p]!.forEach((m, i) => {
-          if (!m) expect(now[i]).toBe(before[p]![i]);
-        });
-      }
-    }
+    const sel = paths(spec).filter((p) => mask.bits[p]!.some((b) => b === 1));
+    const gz = Object.fromEntries(sel.map((p) => [p, tf.where(tf.tensor(mask.bits[p]!, g[p]!.shape, 'bool'), g[p]!, tf.zerosLike(g[p]!))]));
+    const v: Updates = sel.length ? inner.update(gz, inner.init(Object.fromEntries(sel.map((p) => [p, p0[p]!]))), Object.fromEntries(sel.map((p) => [p, p0[p]!])))[0] : {};
+    return paths(spec).every((p) => {
+      const [got, pass] = [bits(u[p]!), bits(g[p]!)];
+      const want = v[p] ? bits(v[p]!) : pass;
+      return got.every((x, i) => x === (mask.bits[p]![i] ? want[i] : pass[i]));
+    });
+  }),
+  'freeze (optax): zero where the mask is true, applying it moves nothing there; the rest pass through': fc.property(setup(true), ({ spec, params, grads, mask }) => {
+    const p0 = toParams(spec, params);
+    const g = toParams(spec, grads[0]!);
+    const tx = freeze(mask);
+    const [u] = tx.update(g, tx.init(p0, spec), p0);
+    const after = applyUpdates(p0, u);
+    return sameBits(spec, after, p0, (p, i) => mask.bits[p]![i] === 1) && sameBits(spec, u, g, (p, i) => mask.bits[p]![i] === 0);
+  }),
+  'an all-ones mask is the plain optimizer, bit for bit': fc.property(setup(false), ({ spec, params, grads, opt, sparse }) => {
+    const p0 = toParams(spec, params);
+    const g = grads.map((x) => toParams(spec, x));
+    const a = run(trainOnly(optimizers[opt]!(), maskAlgebra(spec).one, { sparseState: sparse }), spec, p0, g);
+    return sameBits(spec, a, run(optimizers[opt]!(), spec, p0, g), () => true);
+  }),
+  'an empty mask moves nothing and keeps the inner state as it was': fc.property(setup(true), ({ spec, params, grads, opt, sparse }) => {
+    const p0 = toParams(spec, params);
+    const tx = trainOnly(optimizers[opt]!(), maskAlgebra(spec).zero, { sparseState: sparse });
+    const state = tf.tidy(() => tx.init(p0, spec));
+    const [u, next] = tx.update(toParams(spec, grads[0]!), state, p0);
+    const ok = next.inner === state.inner && sameBits(spec, applyUpdates(p0, u), p0, () => true);
     tf.dispose(state);
-    // The sparse-state variant, with one fixed mask.
-    if (sparse) {
-      const dm = dms[0]!;
-      const end = run(() => masked(optimizers[opt]!(), dm, { sparseState: true }), p0, (s) => toTree(spec, grads[s]!), 3, (p, u) => applyMaskedUpdates(p, u, dm));
-      for (const p of paths(spec)) {
-        const a = bits(end[p]!);
-        const b = bits(p0[p]!);
-        masks[0]!.bits[p]!.forEach((m, i) => {
-          if (!m) expect(a[i]).toBe(b[i]);
-        });
-      }
-    }
-    dms.forEach((d) => d.dispose());
-  });
-
-  const finite = specArb.chain((spec) => fc.record({ spec: fc.constant(spec), params: valuesFor(spec, false), grads: fc.array(valuesFor(spec, false), { minLength: 4, maxLength: 4 }), mask: maskArb(spec), other: maskArb(spec), opt: fc.constantFrom(...Object.keys(optimizers)), sparse: fc.boolean() }));
-
-  test.prop([finite])('an all-ones mask equals the plain optimizer, bit for bit', ({ spec, params, grads, opt, sparse }) => {
-    const p0 = toTree(spec, params);
-    const dm = deviceMask(maskAlgebra(spec).one);
-    const g = (s: number) => toTree(spec, grads[s]!);
-    const a = run(() => masked(optimizers[opt]!(), dm, { sparseState: sparse }), p0, g, 4, (p, u) => applyMaskedUpdates(p, u, dm));
-    const b = run(() => optimizers[opt]!(), p0, g, 4, (p, u) => applyUpdates(p, u));
-    for (const p of paths(spec)) expect(bits(a[p]!)).toEqual(bits(b[p]!));
-    dm.dispose();
-  });
-
-  test.prop([finite])('an empty mask leaves parameters and optimizer state unchanged', ({ spec, params, grads, opt, sparse }) => {
-    const p0 = toTree(spec, params);
-    const dm = deviceMask(maskAlgebra(spec).zero);
-    const tx = masked(optimizers[opt]!(), dm, { sparseState: sparse });
-    const state = tf.tidy(() => tx.init(p0));
-    const snapshot = JSON.stringify(state, (_, v) => (v instanceof tf.Tensor ? Array.from(v.dataSync()) : v));
-    const [u, next] = tx.update(toTree(spec, grads[0]!), state, p0);
-    expect(next).toBe(state);
-    expect(JSON.stringify(next, (_, v) => (v instanceof tf.Tensor ? Array.from(v.dataSync()) : v))).toBe(snapshot);
-    const end = applyMaskedUpdates(p0, u, dm);
-    for (const p of paths(spec)) expect(bits(end[p]!)).toEqual(bits(p0[p]!));
-    dm.dispose();
-  });
-
-  test.prop([finite])('masking twice equals masking with the intersection', ({ spec, params, grads, mask, other, opt }) => {
-    const p0 = toTree(spec, params);
-    const [da, db, dab] = [mask, other, maskAlgebra(spec).meet(mask, other)].map(deviceMask) as [ReturnType<typeof deviceMask>, ReturnType<typeof deviceMask>, ReturnType<typeof deviceMask>];
-    const g = (s: number) => toTree(spec, grads[s]!);
-    // The law is about the updates, so both are applied through the intersection.
-    const nested = run(() => masked(masked(optimizers[opt]!(), da), db), p0, g, 4, (p, u) => applyMaskedUpdates(p, u, dab));
-    const once = run(() => masked(optimizers[opt]!(), dab), p0, g, 4, (p, u) => applyMaskedUpdates(p, u, dab));
-    for (const p of paths(spec)) expect(bits(nested[p]!)).toEqual(bits(once[p]!));
-    [da, db, dab].forEach((d) => d.dispose());
-  });
-
-  test.prop([finite])('chain equals applying the transformations one after another', ({ spec, params, grads }) => {
-    const p0 = toTree(spec, params);
+    return ok;
+  }),
+  'trainOnly twice equals trainOnly with the intersection': fc.property(setup(false), ({ spec, params, grads, mask, other, opt }) => {
+    const p0 = toParams(spec, params);
+    const g = grads.map((x) => toParams(spec, x));
+    const nested = run(trainOnly(trainOnly(optimizers[opt]!(), mask, { sparseState: false }), other, { sparseState: false }), spec, p0, g);
+    const once = run(trainOnly(optimizers[opt]!(), maskAlgebra(spec).meet(mask, other), { sparseState: false }), spec, p0, g);
+    return sameBits(spec, nested, once, () => true);
+  }),
+  'chain equals applying the transformations one after another': fc.property(setup(false), ({ spec, params, grads }) => {
+    const p0 = toParams(spec, params);
+    const g = grads.map((x) => toParams(spec, x));
     const parts = () => [scaleByAdam(), addDecayedWeights(0.1), scaleByLearningRate(0.05)] as GradientTransformation[];
-    const g = (s: number) => toTree(spec, grads[s]!);
-    const chained = run(() => chain(...parts()), p0, g, 4, (p, u) => applyUpdates(p, u));
-    // By hand: three states, threaded through in order.
+    const chained = run(chain(...parts()), spec, p0, g);
+    let current = p0;
     const ts = parts();
     let states: OptState[] = ts.map((t) => tf.tidy(() => t.init(p0)));
-    let current = p0;
-    for (let s = 0; s < 4; s++) {
+    for (const gs of g) {
       const out = tf.tidy(() => {
-        let u = g(s);
+        let u: Updates = gs;
         const next = ts.map((t, i) => {
           const [v, st] = t.update(u, states[i]!, current);
           u = v;
@@ -171,38 +149,39 @@ describe('masked optimizers', () => {
       states = out.next;
       current = out.p;
     }
-    for (const p of paths(spec)) expect(bits(current[p]!)).toEqual(bits(chained[p]!));
-  });
+    return sameBits(spec, current, chained, () => true);
+  }),
+};
 
-  test.prop([finite])('state does not depend on the order the leaves come in', ({ spec, params, grads, opt }) => {
-    const p0 = toTree(spec, params);
-    const reversed = Object.fromEntries(paths(spec).reverse().map((p) => [p, p0[p]!])) as Params;
-    const g = (s: number) => toTree(spec, grads[s]!);
-    const gr = (s: number) => Object.fromEntries(paths(spec).reverse().map((p) => [p, g(s)[p]!])) as Updates;
-    const a = run(() => optimizers[opt]!(), p0, g, 4, (p, u) => applyUpdates(p, u));
-    const b = run(() => optimizers[opt]!(), reversed, gr, 4, (p, u) => applyUpdates(p, u));
-    for (const p of paths(spec)) expect(bits(a[p]!)).toEqual(bits(b[p]!));
+describe('masked optimisation', () => {
+  test.each(Object.keys(laws))('%s', (name) => {
+    // tidy-free bookkeeping above leaves the arbitraries' tensors to the engine; scope each law.
+    tf.engine().startScope();
+    try {
+      checkLaws({ [name]: laws[name]! }, { numRuns: 40 });
+    } finally {
+      tf.engine().endScope();
+    }
   });
 });
 
 describe('optimizer laws, through the testing kit', () => {
-  plain.each(Object.keys(optimizers))('%s (dense and sparse state)', (name) => {
-    checkLaws(optimizerLaws(optimizers[name]!));
-    checkLaws(optimizerLaws(optimizers[name]!, { sparseState: true }));
+  test.each(Object.keys(optimizers))('%s (with trainOnly, dense and sparse state)', (name) => {
+    for (const sparse of [false, true]) checkLaws(optimizerLaws(optimizers[name]!, { sparseState: sparse }), { numRuns: 25 });
   });
 });
 
 describe('schedules', () => {
-  test.prop([fc.double({ min: 0, max: 1e-3, noNaN: true }), fc.double({ min: 1e-3, max: 1, noNaN: true }), fc.double({ min: 0, max: 1e-4, noNaN: true }), fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 500 })])(
-    'warmupCosine: init at 0, peak at the end of warm-up, end at the last step',
-    (init, peak, end, warm, decay) => {
-      const s = warmupCosine({ init, peak, warmupSteps: warm, totalSteps: warm + decay, end });
-      expect(s(0)).toBeCloseTo(init, 12);
-      expect(s(warm)).toBeCloseTo(peak, 12);
-      expect(s(warm + decay)).toBeCloseTo(end, 12);
-      expect(s(warm + decay + 10)).toBeCloseTo(end, 12);
-      for (let t = 0; t < warm + decay; t++) expect(s(t)).toBeLessThanOrEqual(peak + 1e-15);
-    },
-  );
+  test('warmupCosine: init at 0, peak at the end of warm-up, end at the last step', () => {
+    checkLaws({
+      warmupCosine: fc.property(fc.double({ min: 0, max: 1e-3, noNaN: true }), fc.double({ min: 1e-3, max: 1, noNaN: true }), fc.double({ min: 0, max: 1e-4, noNaN: true }), fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 500 }), (init, peak, end, warm, decay) => {
+        const s = warmupCosine({ init, peak, warmupSteps: warm, totalSteps: warm + decay, end });
+        const near = (a: number, b: number) => Math.abs(a - b) < 1e-12;
+        let ok = near(s(0), init) && near(s(warm), peak) && near(s(warm + decay), end) && near(s(warm + decay + 10), end);
+        for (let t = 0; t < warm + decay; t++) ok &&= s(t) <= peak + 1e-15;
+        return ok;
+      }),
+    });
+    expect(true).toBe(true);
+  });
 });
-

@@ -5,21 +5,26 @@ import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
 import { cnn, vit } from '../src/models/index.js';
 import { gps, maskAlgebra, maskOf, countMask } from '../src/selection/index.js';
-import { adam, applyUpdates, clipByGlobalNorm, constant, cosineDecay, deviceMask, evaluate, fineTune, linearWarmup, masked, momentum, partition, sgd, type GradientTransformation, type OptState } from '../src/optim/index.js';
+import { byRole } from '../src/selection/index.js';
+import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, clipByGlobalNorm, constant, cosineDecay, evaluate, exponentialDecay, fineTune, freeze, injectHyperparams, joinSchedules, linearSchedule, linearWarmup, lion, masked, momentum, multiSteps, partition, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, trainStep, type GradientTransformation, type OptState } from '../src/optim/index.js';
+import { batches } from '../src/data/index.js';
+import { NonFiniteError } from '../src/index.js';
 
 const vals = (t: tf.Tensor) => Array.from(t.dataSync());
 
 /** Steps a transformation on one leaf with a fixed gradient sequence. */
-function steps(tx: GradientTransformation, p0: number[], grads: number[][]): number[] {
-  let params: Params = tree([['w', tf.tensor(p0)]]);
+function steps(tx: GradientTransformation, p0: number[], grads: number[][], shape?: number[]): number[] {
+  let params: Params = tree([['w', tf.tensor(p0, shape)]]);
   let state: OptState = tx.init(params);
   for (const g of grads) {
-    const [u, s] = tx.update({ w: tf.tensor(g) }, state, params);
+    const [u, s] = tx.update({ w: tf.tensor(g, shape) }, state, params);
     params = applyUpdates(params, u);
     state = s;
   }
   return vals(params['w']!);
 }
+/** Total elements of the tensors in a state. */
+const sizes = (c: unknown): number => (c instanceof tf.Tensor ? c.size : c && typeof c === 'object' ? Object.values(c).reduce((s: number, x) => s + sizes(x), 0) : 0);
 
 describe('transformations against hand-written references', () => {
   const p0 = [0.5, -1, 2];
@@ -78,14 +83,211 @@ describe('transformations against hand-written references', () => {
     const spec = tree([['w', { shape: [10, 10], dtype: 'float32' as const, role: 'kernel' as const, neuronAxis: 1 }]]);
     const bits = new Uint8Array(100);
     bits[3] = bits[42] = 1;
-    const dm = deviceMask(maskOf(spec, () => bits));
-    const state = masked(adam(0.1), dm, { sparseState: true }).init(tree([['w', tf.zeros([10, 10])]]));
-    const sizes = (c: unknown): number => (c instanceof tf.Tensor ? c.size : c && typeof c === 'object' ? Object.values(c).reduce((s: number, x) => s + sizes(x), 0) : 0);
-    expect(sizes(state)).toBe(2 * 2); // first and second moments of two entries
-    expect(sizes(masked(adam(0.1), dm).init(tree([['w', tf.zeros([10, 10])]])))).toBe(2 * 100);
-    dm.dispose();
+    const mask = maskOf(spec, () => bits);
+    const w = tree([['w', tf.zeros([10, 10])]]);
+    const state = sparseState(adam(0.1), mask).init(w);
+    // Moments of two entries, plus the two selected indices the wrapper keeps.
+    expect(sizes(state.inner)).toBe(2 * 2);
+    expect(sizes(state)).toBe(2 * 2 + 2);
+    expect(sizes(trainOnly(adam(0.1), mask, { sparseState: false }).init(w).inner)).toBe(2 * 100);
+    tf.dispose(state);
   });
 });
+
+describe('the catalogue against hand-written loops and optax\'s update rules', () => {
+  const p0 = [0.5, -1, 2, 0.25];
+  const grads = [[0.1, -0.2, 0.3, 0], [0.05, 0.4, -0.1, 1], [-0.3, 0.1, 0.2, -0.5], [0.2, 0.2, -0.2, 0.1]];
+  const close = (got: number[], want: number[], digits = 6) => got.forEach((x, i) => expect(x).toBeCloseTo(want[i]!, digits));
+
+  test('rmsprop: ε inside the root (optax default), outside, centered, with momentum', () => {
+    const lr = 0.01;
+    for (const o of [{}, { epsInSqrt: false }, { centered: true }, { centered: true, momentum: 0.9, eps: 1e-3 }, { biasCorrection: true, decay: 0.5 }] as const) {
+      const decay = 'decay' in o ? o.decay : 0.9;
+      const eps = 'eps' in o ? o.eps : 1e-8;
+      const p = [...p0];
+      const nu = [0, 0, 0, 0];
+      const mu = [0, 0, 0, 0];
+      const tr = [0, 0, 0, 0];
+      grads.forEach((g, t) => {
+        for (let i = 0; i < 4; i++) {
+          nu[i] = decay * nu[i]! + (1 - decay) * g[i]! ** 2;
+          mu[i] = decay * mu[i]! + (1 - decay) * g[i]!;
+          const c = 'biasCorrection' in o ? 1 - decay ** (t + 1) : 1;
+          const v = nu[i]! / c - ('centered' in o ? (mu[i]! / c) ** 2 : 0);
+          // optax: g · rsqrt(v + ε) by default, g / (√v + ε) with eps_in_sqrt=False.
+          let u = 'epsInSqrt' in o ? g[i]! / (Math.sqrt(v) + eps) : g[i]! / Math.sqrt(v + eps);
+          if ('momentum' in o) u = tr[i] = u + o.momentum * tr[i]!;
+          p[i] = p[i]! - lr * u;
+        }
+      });
+      close(steps(rmsprop(lr, o), p0, grads), p, 4);
+    }
+  });
+
+  test('lion: sign(b1·m + (1−b1)·g), then m ← b2·m + (1−b2)·g, decoupled decay (optax defaults 0.9, 0.99, 1e-3)', () => {
+    const lr = 0.01;
+    const wd = 1e-3;
+    const p = [...p0];
+    const m = [0, 0, 0, 0];
+    for (const g of grads) {
+      for (let i = 0; i < 4; i++) {
+        const u = Math.sign(0.9 * m[i]! + 0.1 * g[i]!);
+        m[i] = 0.99 * m[i]! + 0.01 * g[i]!;
+        p[i] = p[i]! - lr * (u + wd * p[i]!);
+      }
+    }
+    close(steps(lion(lr), p0, grads), p);
+  });
+
+  test('adafactor: factored row/column second moments, block-RMS clipping and parameter scale, as optax', () => {
+    // A [3, 4] leaf, factored because both dims reach minDimSizeToFactor = 3.
+    const [R, C] = [3, 4];
+    const P = Array.from({ length: R * C }, (_, i) => Math.sin(i + 1));
+    const G = [0, 1, 2].map((s) => Array.from({ length: R * C }, (_, i) => Math.cos(3 * i + s) * (s + 1)));
+    const lr = 0.1;
+    const p = [...P];
+    // optax's _factored_dims: d1 = second-largest dim (rows, 0), d0 = largest (columns, 1).
+    let vRow = new Array(R).fill(0); // mean over d0 (columns): one per row
+    let vCol = new Array(C).fill(0); // mean over d1 (rows): one per column
+    G.forEach((g, t) => {
+      const beta = 1 - (t + 1) ** -0.8;
+      const sq = g.map((x) => x * x + 1e-30);
+      vRow = vRow.map((v, r) => beta * v + (1 - beta) * sq.slice(r * C, r * C + C).reduce((a, b) => a + b, 0) / C);
+      vCol = vCol.map((v, c) => beta * v + (1 - beta) * [0, 1, 2].reduce((a, r) => a + sq[r * C + c]!, 0) / R);
+      const rowMean = vRow.reduce((a, b) => a + b, 0) / R;
+      let u = g.map((x, i) => x * (vRow[Math.floor(i / C)]! / rowMean) ** -0.5 * vCol[i % C]! ** -0.5);
+      const rms = Math.sqrt(u.reduce((a, x) => a + x * x, 0) / u.length);
+      u = u.map((x) => x / Math.max(1, rms / 1));
+      const prms = Math.max(Math.sqrt(p.reduce((a, x) => a + x * x, 0) / p.length), 1e-3);
+      for (let i = 0; i < p.length; i++) p[i] = p[i]! - lr * u[i]! * prms;
+    });
+    close(steps(adafactor(lr, { minDimSizeToFactor: 3 }), P, G, [R, C]), p, 5);
+  });
+
+  test('adafactor keeps a row and a column where Adam keeps two matrices (state size in numbers)', () => {
+    const w = tree([['w', tf.zeros([256, 128])], ['b', tf.zeros([128])]]);
+    const a = adam(1e-3).init(w);
+    const f = adafactor(1e-3).init(w);
+    // Adam: m and v for 256·128 + 128 entries. Adafactor: 256 + 128 for the matrix, the bias whole.
+    expect(sizes(a)).toBe(2 * (256 * 128 + 128));
+    expect(sizes(f)).toBe(256 + 128 + 128);
+    expect(sizes(f) / sizes(a)).toBeLessThan(0.01);
+    tf.dispose([a, f] as unknown as tf.Tensor[]);
+  });
+
+  test('multiSteps: the inner optimizer on the mean of every k gradients, zero updates between, as optax MultiSteps', () => {
+    const k = 2;
+    const got = steps(multiSteps(adam(0.01), k), p0, grads);
+    const means = [0, 1].map((j) => grads[2 * j]!.map((x, i) => (x + grads[2 * j + 1]![i]!) / 2));
+    close(got, steps(adam(0.01), p0, means));
+    // Between real steps nothing moves, bit for bit.
+    const once = steps(multiSteps(adam(0.01), 3), [-0, 1, 2, 3], grads.slice(0, 2));
+    expect(Object.is(once[0], -0)).toBe(true);
+    expect(once.slice(1)).toEqual([1, 2, 3]);
+    // Summing instead of averaging.
+    close(steps(multiSteps(sgd(0.1), 2, { useGradMean: false }), p0, grads.slice(0, 2)), p0.map((x, i) => x - 0.1 * (grads[0]![i]! + grads[1]![i]!)));
+  });
+
+  test('applyIfFinite skips non-finite steps, counts them, and lets the update through after too many in a row', () => {
+    const tx = applyIfFinite(sgd(0.1), 1);
+    let params: Params = tree([['w', tf.tensor([1, 2])]]);
+    let state = tx.init(params);
+    const step = (g: number[]) => {
+      const [u, s] = tx.update({ w: tf.tensor(g) }, state, params);
+      params = applyUpdates(params, u);
+      state = s;
+      return vals(params['w']!);
+    };
+    expect(step([1, NaN])).toEqual([1, 2]);
+    expect([state.notFiniteCount, state.lastFinite, state.totalNotFinite]).toEqual([1, false, 1]);
+    expect(step([1, 1]).map((x) => +x.toFixed(5))).toEqual([0.9, 1.9]);
+    expect([state.notFiniteCount, state.lastFinite, state.totalNotFinite]).toEqual([0, true, 1]);
+    step([Infinity, 0]);
+    // The second in a row exceeds maxConsecutiveErrors = 1: applied, as optax.
+    expect(step([Infinity, 0])[0]).toBe(-Infinity);
+    expect([state.notFiniteCount, state.totalNotFinite]).toEqual([2, 3]);
+  });
+
+  test('injectHyperparams: a schedule evaluated per step, a number changeable in the state', () => {
+    const lr = (t: number) => 0.1 / (t + 1);
+    close(steps(injectHyperparams((h) => adam(h.learningRate!), { learningRate: lr }), p0, grads), steps(adam(lr), p0, grads));
+    const tx = injectHyperparams((h) => sgd(h.learningRate!), { learningRate: 0.1 });
+    const params = tree([['w', tf.tensor([1])]]);
+    const [u1, s1] = tx.update({ w: tf.tensor([1]) }, tx.init(params), params);
+    const [u2] = tx.update({ w: tf.tensor([1]) }, { ...s1, hyperparams: { learningRate: 0.5 } }, params);
+    expect([vals(u1['w']!)[0], vals(u2['w']!)[0]]).toEqual([expect.closeTo(-0.1, 6), -0.5]);
+  });
+
+  test('schedules against optax\'s formulas', () => {
+    const lin = linearSchedule(1, 0.2, 10, 5);
+    expect([lin(0), lin(5), lin(10), lin(15), lin(100)].map((x) => +x.toFixed(6))).toEqual([1, 1, 0.6, 0.2, 0.2]);
+    const ex = exponentialDecay({ init: 2, transitionSteps: 10, decayRate: 0.5, transitionBegin: 5 });
+    expect([ex(0), ex(5), ex(15), ex(25)]).toEqual([2, 2, 1, 0.5]);
+    expect(ex(10)).toBeCloseTo(2 * 0.5 ** 0.5, 12);
+    expect(exponentialDecay({ init: 2, transitionSteps: 10, decayRate: 0.5, staircase: true })(19)).toBe(1);
+    expect(exponentialDecay({ init: 2, transitionSteps: 10, decayRate: 0.5, end: 0.4 })(100)).toBe(0.4);
+    const joined = joinSchedules([linearSchedule(0, 1, 10), constant(7), (t) => t], [10, 20]);
+    expect([joined(5), joined(10), joined(19), joined(20), joined(23)]).toEqual([0.5, 7, 7, 0, 3]);
+  });
+});
+
+describe('masked, freeze and trainOnly (optax semantics, one mask)', () => {
+  const spec = tree([
+    ['a.kernel', { shape: [2, 2], dtype: 'float32' as const, role: 'kernel' as const, neuronAxis: 1 }],
+    ['a.bias', { shape: [2], dtype: 'float32' as const, role: 'bias' as const, neuronAxis: 0 }],
+  ]);
+  const params = tree([['a.kernel', tf.tensor([[1, 2], [3, 4]])], ['a.bias', tf.tensor([-0, 5])]]);
+  const g = { 'a.kernel': tf.tensor([[1, 1], [1, 1]]), 'a.bias': tf.tensor([1, 1]) };
+  const entry = maskOf(spec, (_, p) => (p === 'a.kernel' ? Uint8Array.from([1, 0, 0, 1]) : new Uint8Array(2)));
+
+  test('masked passes the updates outside the mask through; freeze zeros the ones inside', () => {
+    const tx = masked(scale2(), byRole('kernel'));
+    const [u] = tx.update(g, tx.init(params, spec), params);
+    expect([vals(u['a.kernel']!), vals(u['a.bias']!)]).toEqual([[2, 2, 2, 2], [1, 1]]);
+    const te = masked(scale2(), entry);
+    const [v] = te.update(g, te.init(params, spec), params);
+    expect([vals(v['a.kernel']!), vals(v['a.bias']!)]).toEqual([[2, 1, 1, 2], [1, 1]]);
+    const fz = freeze(byRole('kernel'));
+    const [w] = fz.update(g, fz.init(params, spec), params);
+    expect([vals(w['a.kernel']!).map((x) => Object.is(x, -0)), vals(w['a.bias']!)]).toEqual([[true, true, true, true], [1, 1]]);
+  });
+
+  test('a Filter without the spec is a ConfigError that says how to give it', () => {
+    expect(() => masked(sgd(1), byRole('kernel')).init(params)).toThrow('masked: a Filter needs the parameter spec; call init(params, model.spec)');
+  });
+
+  test('adamw decays only where its mask says (a Filter, as optax\'s mask)', () => {
+    const tx = adamw(0.1, { weightDecay: 0.5, mask: byRole('kernel') });
+    const ref = chain(scaleByAdam(), masked(addDecayedWeights(0.5), byRole('kernel')), scaleByLearningRate(0.1));
+    const [u] = tx.update(g, tx.init(params, spec), params);
+    const [r] = ref.update(g, ref.init(params, spec), params);
+    expect(vals(u['a.bias']!)).toEqual(vals(adam(0.1).update({ b: g['a.bias'] }, adam(0.1).init({ b: params['a.bias']! }), {})[0]['b']!));
+    expect(vals(u['a.kernel']!)).toEqual(vals(r['a.kernel']!));
+    expect(vals(u['a.kernel']!)).not.toEqual(vals(adam(0.1).update({ k: g['a.kernel'] }, adam(0.1).init({ k: params['a.kernel']! }), {})[0]['k']!));
+  });
+
+  test('trainOnly equals chain(masked(inner, m), freeze(not m)), dense and sparse state', () => {
+    const not = maskOf(spec, (_, p) => entry.bits[p]!.map((b) => 1 - b));
+    for (const sparse of [false, true]) {
+      const a = trainOnly(adam(0.1), entry, { sparseState: sparse });
+      const b = chain(masked(adam(0.1), entry), freeze(not));
+      let [pa, pb] = [params, params];
+      let [sa, sb]: OptState[] = [a.init(params, spec), b.init(params, spec)];
+      for (let i = 0; i < 3; i++) {
+        const [ua, na] = a.update(g, sa as never, pa);
+        const [ub, nb] = b.update(g, sb as never, pb);
+        [pa, pb, sa, sb] = [applyUpdates(pa, ua), applyUpdates(pb, ub), na, nb];
+      }
+      for (const p of paths(spec)) expect(vals(pa[p]!)).toEqual(vals(pb[p]!));
+      expect(Object.is(vals(pa['a.bias']!)[0], -0)).toBe(true);
+    }
+  });
+});
+
+/** Doubles updates: a visible inner transformation. */
+function scale2(): GradientTransformation {
+  return { init: () => ({}), update: (u, s) => [Object.fromEntries(Object.entries(u).map(([p, x]) => [p, tf.mul(x, 2)])), s] };
+}
 
 describe('fineTune', () => {
   const model = vit({ input: [28, 28, 1], patch: 7, width: 8, depth: 1, heads: 2, classes: 4 });
@@ -111,6 +313,37 @@ describe('fineTune', () => {
     expect(r.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
     expect(r.history.every((h) => h.valAccuracy !== undefined)).toBe(true);
     expect(r.history[2]!.loss).toBeLessThan(r.history[0]!.loss);
+  });
+
+  test('trainStep: 1,000 steps of a hand-written loop leave the tensor count as it was, a throwing step too', () => {
+    const mask = kernelsAndHead;
+    const tx = trainOnly(adamw(1e-3), mask);
+    // batches() frees each batch when it moves on, so this step reuses the first one while it lives.
+    const it = batches(train, 8);
+    const batch = it.next().value!;
+    const before = tf.memory().numTensors;
+    let p: Params = params;
+    let state: OptState | undefined;
+    const counts = new Set<number>();
+    for (let i = 0; i < 1000; i++) {
+      ({ params: p, state } = trainStep({ model, params: p, optimizer: tx, state, x: batch.x, y: batch.y, trainable: mask }));
+      counts.add(tf.memory().numTensors);
+    }
+    expect(counts.size).toBe(1);
+    // What remains: the tuned leaves and the state (moments and trainOnly's mask).
+    const kept = paths(p).filter((k) => p[k] !== params[k]).length;
+    const stateTensors = (c: unknown): number => (c instanceof tf.Tensor ? 1 : c && typeof c === 'object' ? Object.values(c).reduce((n: number, x) => n + stateTensors(x), 0) : 0);
+    expect(tf.memory().numTensors - before).toBe(kept + stateTensors(state));
+    const mid = tf.memory().numTensors;
+    const bad = { ...batch, x: tf.fill(batch.x.shape, NaN) };
+    expect(() => trainStep({ model, params: p, optimizer: tx, state, x: bad.x, y: batch.y, trainable: mask })).toThrow(NonFiniteError);
+    expect(() => trainStep({ model, params: p, optimizer: tx, state, x: batch.x, y: batch.y, loss: () => { throw new Error('boom'); } })).toThrow('boom');
+    expect(tf.memory().numTensors).toBe(mid + 1); // the NaN batch made here
+    bad.x.dispose();
+    tf.dispose(state);
+    for (const k of paths(p)) if (p[k] !== params[k]) p[k]!.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    it.return(undefined);
   });
 
   test('keepBest returns the epoch with the best validation accuracy', () => {

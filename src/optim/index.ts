@@ -6,3 +6,4 @@ export * from './schedule.js';
 export * from './transform.js';
 export * from './masked.js';
 export * from './train.js';
+export * from './wrappers.js';

@@ -11,9 +11,9 @@ import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type 
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
 import { assertMaskFor, countOnes, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
-import { applyMaskedUpdates, deviceMask, disposeReplaced, masked } from './masked.js';
+import { disposeReplaced, trainableLeaves, trainOnly } from './masked.js';
 import { warmupCosine } from './schedule.js';
-import { adamw, type GradientTransformation, type OptState } from './transform.js';
+import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
 
 /**
  * One epoch's record.
@@ -261,16 +261,18 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
 
   const steps = Math.ceil(o.train.n / batchSize);
-  const dm = deviceMask(mask);
-  const tx = masked(
+  // Leaves with nothing selected get no gradient at all; trainOnly keeps the rest's frozen entries exact.
+  const trainable = trainableLeaves(mask);
+  const tx: GradientTransformation = trainOnly(
     o.optimizer ?? adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps })),
-    dm,
+    mask,
     { sparseState: o.sparseState ?? true },
   );
-  const frozen = Object.fromEntries(paths(o.params).filter((p) => !dm.trainable.includes(p)).map((p) => [p, o.params[p]!]));
+  const frozen = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
   // The trained leaves live in `current`; the caller's own tensors are never disposed.
-  let current: Params = Object.fromEntries(dm.trainable.map((p) => [p, o.params[p]!]));
-  let state: OptState = tf.tidy(() => tx.init(current));
+  let current: Params = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
+  // The state holds trainOnly's device mask too, so disposing it frees that.
+  let state: OptState = tf.tidy(() => tx.init(current, model.spec));
   const owned = new Set<tf.Tensor>();
   const full = () => ({ ...frozen, ...current });
   const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
@@ -285,22 +287,22 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       let step = 0;
       let skipped = 0;
       for (const { x, y } of batches(o.train, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
-        const trainable = dm.trainable.map((p) => current[p]!);
+        const leaves = trainable.map((p) => current[p]!);
         const out = tf.tidy(() => {
           const lossFn = (...ts: tf.Tensor[]) => {
-            const params = { ...frozen, ...Object.fromEntries(dm.trainable.map((p, i) => [p, ts[i]!])) };
+            const params = { ...frozen, ...Object.fromEntries(trainable.map((p, i) => [p, ts[i]!])) };
             const loss = lossOf(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y);
             if (loss.rank !== 0) throw new ShapeError(`fineTune: the loss must return a scalar, got shape ${showShape(loss.shape)}`);
             return loss as tf.Scalar;
           };
-          const { value, grads } = tf.valueAndGrads(lossFn)(trainable);
-          const g = Object.fromEntries(dm.trainable.map((p, i) => [p, grads[i]!]));
+          const { value, grads } = tf.valueAndGrads(lossFn)(leaves);
+          const g = Object.fromEntries(trainable.map((p, i) => [p, grads[i]!]));
           const [updates, nextState] = tx.update(g, state, current);
-          const next = applyMaskedUpdates(current, updates, dm);
+          const next = applyUpdates(current, updates);
           // With 'skip', as optax's apply_if_finite, a non-finite update (from a
           // finite loss) is caught too: Σ u·0 is 0 for finite updates and NaN
           // otherwise, so the one scalar the loop reads carries both checks.
-          const checked = nonFinite === 'skip' ? tf.add(value, tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(updates[p]!, 0))))) : value;
+          const checked = nonFinite === 'skip' ? tf.add(value, tf.addN(trainable.map((p) => tf.sum(tf.mul(updates[p]!, 0))))) : value;
           return { value: checked, next, nextState };
         });
         // The loop reads the loss anyway (for the history); checking it here adds no sync.
@@ -310,7 +312,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
         step++;
         if (!Number.isFinite(loss)) {
           // Drop this step's parameters and state; what they share with the current ones stays.
-          for (const p of dm.trainable) if (out.next[p] !== current[p]) out.next[p]!.dispose();
+          for (const p of trainable) if (out.next[p] !== current[p]) out.next[p]!.dispose();
           disposeReplaced(out.nextState, state);
           if (nonFinite === 'error') {
             throw new NonFiniteError(
@@ -322,7 +324,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
           }
           skipped++;
         } else {
-          for (const p of dm.trainable) {
+          for (const p of trainable) {
             if (owned.has(current[p]!)) {
               current[p]!.dispose();
               owned.delete(current[p]!);
@@ -355,14 +357,14 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       const score = valAccuracy ?? (valLoss === undefined ? undefined : -valLoss);
       if (o.keepBest && score !== undefined && (!best || score > best.score)) {
         if (best) Object.values(best.params).forEach((t) => t.dispose());
-        best = { score, epoch, params: Object.fromEntries(dm.trainable.map((p) => [p, tf.clone(current[p]!)])) };
+        best = { score, epoch, params: Object.fromEntries(trainable.map((p) => [p, tf.clone(current[p]!)])) };
       }
     }
     // A finite loss can still come with a non-finite update; each step's
     // check sees it one step later, so the last step's is checked here: one
     // read per run, Σ x·0 being NaN exactly when some x is not finite.
     const returned = best ? best.params : current;
-    const sum = tf.tidy(() => tf.addN(dm.trainable.map((p) => tf.sum(tf.mul(returned[p]!, 0)))));
+    const sum = tf.tidy(() => tf.addN(trainable.map((p) => tf.sum(tf.mul(returned[p]!, 0)))));
     const finite = Number.isFinite(sum.dataSync()[0]);
     sum.dispose();
     if (!finite) {
@@ -375,16 +377,138 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     }
   } catch (e) {
     // Whatever the loop made goes with the error (a callback's included), which propagates unchanged.
+    releaseAbandonedTape();
     for (const t of owned) t.dispose();
     if (best) tf.dispose(Object.values(best.params));
     throw e;
   } finally {
     tf.dispose(state);
-    dm.dispose();
   }
   if (best) {
     for (const t of owned) t.dispose();
     return { params: { ...frozen, ...best.params }, mask, history, epoch: best.epoch };
   }
   return { params: full(), mask, history, epoch: epochs };
+}
+
+/**
+ * tfjs keeps copies of the tensors each op saves for its gradient on the
+ * engine's tape and frees them only when the backward pass finishes; when
+ * the forward function throws (a user's loss, a shape error), the tape is
+ * abandoned with them still alive (about 100 tensors for a small ViT).
+ * Freed here, on the error path, when no outer gradient is being taken.
+ */
+function releaseAbandonedTape(): void {
+  const state = tf.engine().state as unknown as { gradientDepth: number; activeTape: { saved?: tf.Tensor[] }[] | null };
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
+  state.activeTape = null;
+}
+
+// Tensors trainStep made: the only parameters it may dispose when it replaces them.
+const madeByTrainStep = new WeakSet<tf.Tensor>();
+
+/**
+ * One step of a training loop of your own: {@link trainStep}'s input.
+ * @category Training
+ */
+export interface TrainStepInput<I extends Shape = Shape> {
+  /** The model. */
+  readonly model: Model<I, number, number>;
+  /** The current parameters, every leaf. */
+  readonly params: Params;
+  /** The optimizer (e.g. `trainOnly(adamw(1e-3), mask)`). */
+  readonly optimizer: GradientTransformation;
+  /** Its state from the previous step, or `undefined` on the first (then `init(params, model.spec)` runs here). */
+  readonly state: OptState | undefined;
+  /** A batch of samples `[B, ...I]`. */
+  readonly x: tf.Tensor;
+  /** Its labels or regression targets. */
+  readonly y: tf.Tensor;
+  /** `(logits, labels) → scalar`; default cross-entropy. */
+  readonly loss?: Loss;
+  /** The leaves to differentiate (default every leaf); pass a mask to skip leaves it selects nothing in. */
+  readonly trainable?: readonly string[] | Mask;
+}
+
+/**
+ * What {@link trainStep} returns.
+ * @category Training
+ */
+export interface TrainStepOutput {
+  /** The new parameters: new tensors for the differentiated leaves, the same objects for the others. */
+  readonly params: Params;
+  /** The new optimizer state. */
+  readonly state: OptState;
+  /** This step's loss. */
+  readonly loss: number;
+}
+
+/**
+ * One leak-free step of your own training loop: gradients of `loss` for
+ * the trainable leaves, the optimizer's update, and the new parameters,
+ * with everything in between disposed. Ownership: the `state` passed in is
+ * consumed (what the new state no longer holds is freed); of the `params`
+ * passed in, only tensors an earlier `trainStep` made are freed when
+ * replaced — your own (say, the pre-trained base) never are, so clone a
+ * step's parameters if you keep them past the next step. When the step
+ * throws (a non-finite loss is a {@link NonFiniteError}), nothing passed in
+ * is freed and nothing made is left behind: `tf.memory().numTensors` is
+ * what it was.
+ * @example
+ * ```ts
+ * const tx = trainOnly(adamw(1e-3), mask);
+ * let params = base;
+ * let state: OptState | undefined;
+ * for (const { x, y } of batches(task.train, 32)) {
+ *   const out = trainStep({ model, params, optimizer: tx, state, x, y, trainable: mask });
+ *   ({ params, state } = out);
+ * }
+ * tf.dispose(state); // the optimizer's state and its device mask
+ * ```
+ * @category Training
+ */
+export function trainStep<I extends Shape>(o: TrainStepInput<I>): TrainStepOutput {
+  requireBackend('trainStep');
+  const trainable = o.trainable === undefined ? paths(o.params) : Array.isArray(o.trainable) ? [...(o.trainable as readonly string[])] : trainableLeaves(o.trainable as Mask);
+  for (const p of trainable) if (o.params[p] === undefined) throw new MaskError(`trainStep: trainable leaf '${p}' is not in the parameters`);
+  const lossOf: Loss = o.loss ?? ((logits, labels) => crossEntropy(logits, labels as Tensor<readonly ['B']>));
+  const current = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
+  const fresh = o.state === undefined;
+  const state = fresh ? tf.tidy(() => o.optimizer.init(current, o.model.spec)) : o.state!;
+  let out: { value: tf.Tensor; next: Params; nextState: OptState };
+  try {
+    out = tf.tidy(() => {
+      const lossFn = (...ts: tf.Tensor[]) => {
+        const params = { ...o.params, ...Object.fromEntries(trainable.map((p, i) => [p, ts[i]!])) };
+        const loss = lossOf(o.model.apply(params, o.x as unknown as Tensor<readonly ['B', ...I]>).logits, o.y);
+        if (loss.rank !== 0) throw new ShapeError(`trainStep: the loss must return a scalar, got shape ${showShape(loss.shape)}`);
+        return loss as tf.Scalar;
+      };
+      const { value, grads } = tf.valueAndGrads(lossFn)(trainable.map((p) => current[p]!));
+      const [updates, nextState] = o.optimizer.update(Object.fromEntries(trainable.map((p, i) => [p, grads[i]!])), state, current);
+      return { value, next: applyUpdates(current, updates), nextState };
+    });
+  } catch (e) {
+    releaseAbandonedTape();
+    if (fresh) tf.dispose(state);
+    throw e;
+  }
+  const loss = out.value.dataSync()[0]!;
+  out.value.dispose();
+  if (!Number.isFinite(loss)) {
+    // Drop what this step made; the inputs stay as they were.
+    for (const p of trainable) if (out.next[p] !== current[p]) out.next[p]!.dispose();
+    disposeReplaced(out.nextState, state);
+    if (fresh) tf.dispose(state);
+    throw new NonFiniteError(`trainStep: the loss is ${loss}; the update was not applied (wrap the optimizer in applyIfFinite to skip such steps)`, 0, 0);
+  }
+  for (const p of trainable) {
+    const old = current[p]!;
+    const now = out.next[p]!;
+    if (now !== old && madeByTrainStep.has(old)) old.dispose();
+    madeByTrainStep.add(now);
+  }
+  disposeReplaced(state, out.nextState);
+  return { params: { ...o.params, ...out.next }, state: out.nextState, loss };
 }

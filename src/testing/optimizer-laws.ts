@@ -8,9 +8,9 @@ import { floatsArb, maskFor, scoresFor, specArb, toParams } from './arbitraries.
 import type { Laws } from './laws.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { leafSize, paths, type Params, type Tree } from '../core/index.js';
-import type { Scores } from '../selection/index.js';
+import type { Mask, Scores } from '../selection/index.js';
 import { maskAlgebra } from '../selection/index.js';
-import { applyMaskedUpdates, applyUpdates, deviceMask, disposeReplaced, masked, type DeviceMask, type GradientTransformation, type OptState, type Updates } from '../optim/index.js';
+import { applyUpdates, disposeReplaced, trainOnly, type GradientTransformation, type OptState, type Updates } from '../optim/index.js';
 
 const bitsOf = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
 
@@ -39,10 +39,10 @@ export interface OptimizerLawOptions {
   readonly steps?: number;
   /** Sparse state in the default masking (default false). */
   readonly sparseState?: boolean;
-  /** How a transformation is masked (default sparsetune's `masked`), to test a masking of your own. */
-  readonly maskWith?: (tx: GradientTransformation, dm: DeviceMask) => GradientTransformation;
-  /** How masked updates are written (default `applyMaskedUpdates`). */
-  readonly applyWith?: (params: Params, updates: Updates, dm: DeviceMask) => Params;
+  /** How a transformation is restricted to a mask (default sparsetune's `trainOnly`), to test a masking of your own. */
+  readonly maskWith?: (tx: GradientTransformation, mask: Mask) => GradientTransformation;
+  /** How updates are written (default `applyUpdates`). */
+  readonly applyWith?: (params: Params, updates: Updates, mask: Mask) => Params;
 }
 
 /**
@@ -59,8 +59,8 @@ export interface OptimizerLawOptions {
  */
 export function optimizerLaws(make: () => GradientTransformation, options: OptimizerLawOptions = {}): Laws {
   const steps = options.steps ?? 3;
-  const maskWith = options.maskWith ?? ((tx, dm) => masked(tx, dm, { sparseState: options.sparseState ?? false }));
-  const applyWith = options.applyWith ?? applyMaskedUpdates;
+  const maskWith = options.maskWith ?? ((tx, mask) => trainOnly(tx, mask, { sparseState: options.sparseState ?? false }));
+  const applyWith = options.applyWith ?? ((p: Params, u: Updates) => applyUpdates(p, u));
   const specs = specArb({ maxLeaves: 3, maxRank: 2, minDim: 1, maxDim: 3 });
   const setup = specs.chain((spec) =>
     fc.record({
@@ -74,29 +74,20 @@ export function optimizerLaws(make: () => GradientTransformation, options: Optim
   return {
     'frozen entries stay bit-identical': fc.property(setup, ({ spec, params, grads, mask }) => {
       const p0 = toParams(spec, params);
-      const dm = deviceMask(mask);
-      try {
-        const end = runSteps(maskWith(make(), dm), p0, grads.map((g) => toParams(spec, g)), (p, u) => applyWith(p, u, dm));
-        return paths(spec).every((p) => {
-          const a = bitsOf(end[p]!);
-          const b = bitsOf(p0[p]!);
-          return mask.bits[p]!.every((m, i) => m === 1 || a[i] === b[i]);
-        });
-      } finally {
-        dm.dispose();
-      }
+      const end = runSteps(maskWith(make(), mask), p0, grads.map((g) => toParams(spec, g)), (p, u) => applyWith(p, u, mask));
+      return paths(spec).every((p) => {
+        const a = bitsOf(end[p]!);
+        const b = bitsOf(p0[p]!);
+        return mask.bits[p]!.every((m, i) => m === 1 || a[i] === b[i]);
+      });
     }),
     'an all-ones mask is the unmasked transformation': fc.property(setup, ({ spec, params, finite }) => {
       const p0 = toParams(spec, params);
-      const dm = deviceMask(maskAlgebra(spec).one);
-      try {
-        const g = finite.map((x) => toParams(spec, x));
-        const a = runSteps(maskWith(make(), dm), p0, g, (p, u) => applyWith(p, u, dm));
-        const b = runSteps(make(), p0, g, applyUpdates);
-        return paths(spec).every((p) => bitsOf(a[p]!).every((x, i) => x === bitsOf(b[p]!)[i]));
-      } finally {
-        dm.dispose();
-      }
+      const one = maskAlgebra(spec).one;
+      const g = finite.map((x) => toParams(spec, x));
+      const a = runSteps(maskWith(make(), one), p0, g, (p, u) => applyWith(p, u, one));
+      const b = runSteps(make(), p0, g, applyUpdates);
+      return paths(spec).every((p) => bitsOf(a[p]!).every((x, i) => x === bitsOf(b[p]!)[i]));
     }),
     'independent of the order of the leaves': fc.property(setup, ({ spec, params, finite }) => {
       const p0 = toParams(spec, params);
