@@ -46,6 +46,10 @@ import {
   spt,
   fraction,
   fps,
+  gradient,
+  magnitude,
+  neuron,
+  random,
   importLayersModel,
   resizeDataSet,
   type Model,
@@ -106,7 +110,7 @@ const METHOD_LIST = quick
     ? ['fps', 'gps', 'linear']
     : ['gps', 'linear', 'full']
   : mobile
-    ? ['full', 'linear', 'bias', 'gps', 'fps', 'net', 'magnitude', 'neuron-random', 'head-ce']
+    ? ['full', 'linear', 'bias', 'gps', 'net', 'fps', 'magnitude', 'neuron-random', 'head-ce']
     : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'fps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
 /** The learning-rate grid per method family (searched on seed 0's validation split). */
 const GRID: Record<string, number[]> = quick
@@ -170,7 +174,13 @@ async function runGroup(g: Group, progress: { done: number; total: number; who: 
   const env = selectionEnv({ model, params: base, data: t.train, seed });
   let gpsMask: Mask | undefined;
   const gpsOf = () => (gpsMask ??= select(gps({ k: 1 }), env));
-  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }), fps: () => fps({ k: 1 }) };
+  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }), fps: () => fps({ k: 1 }),
+    // Tab. 6's per-neuron ablations, as ablations() builds them, but without GPS's mask, which they do
+    // not use: a chunk of jobs then selects GPS only when it runs gps, net, layer or net-random.
+    magnitude: () => gps({ k: 1, kernels: neuron(1, magnitude()) }),
+    'neuron-random': () => gps({ k: 1, kernels: neuron(1, random()) }),
+    'head-ce': () => gps({ k: 1, kernels: neuron(1, gradient({ loss: 'ce' })) }),
+  };
   const ablationOf: Record<string, keyof ReturnType<typeof ablations>> = { net: 'net', layer: 'layer', 'neuron-random': 'neuronRandom', 'net-random': 'netRandom', magnitude: 'magnitude', 'head-ce': 'headCE' };
   for (const { method, lr } of todo) {
     const t0 = performance.now();
@@ -227,17 +237,24 @@ async function runGroup(g: Group, progress: { done: number; total: number; who: 
 const inProtocol = (r: Run) => (r.backbone ?? 'vit') === backbone && (!mobile || (r.side === side && r.trainSize === trainSize)) && r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
 const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter(inProtocol) : []);
 /** The groups of a phase: the grid on seed 0, then each method's picked rate on the other seeds. */
-function phaseGroups(phase: number): Group[] {
-  if (phase === 1) return TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }));
-  const runs = readRuns();
-  return TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLearningRate(runs, task, method)! })) })));
+function phaseGroups(phase: number, workers: number): Group[] {
+  const runs = phase === 1 ? [] : readRuns();
+  const whole: Group[] =
+    phase === 1
+      ? TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }))
+      : TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLearningRate(runs, task, method)! })) })));
+  // Groups are cut into chunks of at most total/workers jobs, so that every process has work
+  // (4 tasks on 16 processes would leave 12 idle); a chunk that needs GPS's mask selects it
+  // again, which costs one selection per chunk against a process idle for a whole phase.
+  const size = Math.max(1, Math.ceil(whole.reduce((n, g) => n + g.jobs.length, 0) / workers));
+  return whole.flatMap((g) => Array.from({ length: Math.ceil(g.jobs.length / size) }, (_, c) => ({ ...g, jobs: g.jobs.slice(c * size, (c + 1) * size) })));
 }
 
 await initBackend('wasm');
 mkdirSync(runsDir, { recursive: true });
 if (o.worker !== undefined) {
   const [i, n] = o.worker.split('/').map(Number) as [number, number];
-  const mine = phaseGroups(Number(o.phase)).filter((_, k) => k % n === i);
+  const mine = phaseGroups(Number(o.phase), n).filter((_, k) => k % n === i);
   const progress = { done: 0, total: mine.reduce((s, g) => s + pending(g).length, 0), who: `process ${i + 1}/${n}` };
   for (const g of mine) await runGroup(g, progress);
   process.exit(0);
@@ -248,7 +265,7 @@ let ran = 0;
 const workers = Number(o.workers);
 if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${o.workers}`);
 for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
-  const groups = phaseGroups(phase);
+  const groups = phaseGroups(phase, workers);
   const total = groups.reduce((s, g) => s + g.jobs.length, 0);
   const todo = groups.reduce((s, g) => s + pending(g).length, 0);
   ran += todo;
