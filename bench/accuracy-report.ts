@@ -5,6 +5,11 @@ import { machine } from './lib.js';
 
 /** One finished run of the benchmark, as cached on disk. */
 export interface Run {
+  /** Absent: the ViT (runs cached before backbones were an option). */
+  backbone?: string;
+  /** MobileNetV2's input side and training-set size. */
+  side?: number;
+  trainSize?: number;
   task: string;
   group: string;
   method: string;
@@ -20,8 +25,14 @@ export interface Run {
   perDepth?: { depth: number | null; trainable: number; total: number }[];
   kernelIndices?: Record<string, number[]>;
   seconds: number;
+  /** GPS's and FPS's selection time within the run. */
+  selectSeconds?: number;
 }
 interface Options {
+  /** The command that reproduces the run, and one sentence on the backbone and recipe. */
+  command: string;
+  description: string;
+  title: string;
   out: string;
   epochs: number;
   quick: boolean;
@@ -102,7 +113,7 @@ export function report(all: Run[], o: Options): string {
 
   // The papers' pairwise claims, as paired differences: every seed draws its own
   // task data, so comparing two methods on the same seed removes that shared noise.
-  const pairs = [['gps', 'full'], ['gps', 'layer'], ['layer', 'net'], ['gps', 'magnitude'], ['magnitude', 'neuron-random'], ['neuron-random', 'net-random'], ['gps', 'head-ce']].filter(([a, b]) => o.methods.includes(a!) && o.methods.includes(b!));
+  const pairs = [['gps', 'full'], ['fps', 'gps'], ['fps', 'magnitude'], ['gps', 'layer'], ['layer', 'net'], ['gps', 'magnitude'], ['magnitude', 'neuron-random'], ['neuron-random', 'net-random'], ['gps', 'head-ce']].filter(([a, b]) => o.methods.includes(a!) && o.methods.includes(b!));
   const paired = pairs.map(([a, b]) => {
     const d = o.seeds.map((s) => seedMean(a!, s) - seedMean(b!, s));
     return { a: a!, b: b!, perSeed: d, mean: mean(d), std: std(d) };
@@ -206,10 +217,10 @@ export function report(all: Run[], o: Options): string {
   });
   const pct = (x: number) => (Number.isNaN(x) ? '–' : (100 * x).toFixed(1).replace(/^-0\.0$/, '0.0'));
   const md = [
-    `# mini-VTAB-1k accuracy${o.quick ? ' (quick mode)' : ''}`,
+    `# mini-VTAB-1k accuracy, ${o.title}${o.quick ? ' (quick mode)' : ''}`,
     '',
-    `Command: \`npm run bench:accuracy${o.quick ? ' -- --quick' : ` -- --epochs ${o.epochs}`}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores); wall time of the invocation that ran the last runs ${(o.wallSeconds / 60).toFixed(1)} min; the runs' own time summed over all processes ${(all.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(1)} min over ${all.length} runs (cached runs are not re-run).`,
-    `ViT backbone pre-trained on Fashion-MNIST; ${o.epochs} epochs per run, AdamW with warm-up and cosine decay, batch 32; learning rate per task and method picked on seed 0's validation split from ${JSON.stringify(o.grid)} and reused for seeds ${o.seeds.join(', ')}. Test accuracy, mean over seeds; ± is the seed-to-seed standard deviation of the task mean.`,
+    `Command: \`${o.command}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores); wall time of the invocation that ran the last runs ${(o.wallSeconds / 60).toFixed(1)} min; the runs' own time summed over all processes ${(all.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(1)} min over ${all.length} runs (cached runs are not re-run).`,
+    `${o.description}; learning rate per task and method picked on seed 0's validation split from ${JSON.stringify(o.grid)} and reused for seeds ${o.seeds.join(', ')}. Test accuracy, mean over seeds; ± is the seed-to-seed standard deviation of the task mean.`,
     '',
     `| method | ${o.tasks.join(' | ')} | ${groups.join(' | ')} | mean | trainable % | without head |`,
     `| --- | ${o.tasks.map(() => '---:').join(' | ')} | ${groups.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,

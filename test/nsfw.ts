@@ -2,6 +2,7 @@
 // weights, 224×224×3 → 5 classes). nsfwjs bundles model.json and its one weight shard
 // as CommonJS modules (the JSON object and the shard in base64); only these data files
 // are used, not nsfwjs's JavaScript.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as tfl from '@tensorflow/tfjs';
@@ -22,8 +23,16 @@ export async function loadNsfwMobileNetV2(side?: number): Promise<tfl.LayersMode
   const require = createRequire(import.meta.url);
   // nsfwjs's exports map hides dist/models; its main entry (dist/cjs/index.js) locates the package.
   const dir = join(dirname(require.resolve('nsfwjs')), '..', 'models', 'mobilenet_v2');
-  const json = require(join(dir, 'model.min.js')) as tf.io.ModelJSON;
-  const shard = require(join(dir, 'group1-shard1of1.min.js')) as string;
+  // The files are UMD bundles inside a "type": "module" package: plain Node loads them as ES
+  // modules, where `module` is undefined and the value lands on a global. Evaluating the text
+  // with a CommonJS \`module\` of our own gives the value under any loader (tsx, plain Node, a bundle).
+  const umd = <T>(file: string): T => {
+    const module = { exports: {} as unknown };
+    new Function('module', 'exports', readFileSync(join(dir, file), 'utf8'))(module, module.exports);
+    return module.exports as T;
+  };
+  const json = umd<tf.io.ModelJSON>('model.min.js');
+  const shard = umd<string>('group1-shard1of1.min.js');
   const bytes = Buffer.from(shard, 'base64');
   // A copy: require's cache holds the original.
   const topology = JSON.parse(JSON.stringify(json.modelTopology)) as { model_config: { config: { layers: { class_name: string; config: Record<string, unknown> }[] } } };

@@ -126,6 +126,7 @@ type Get = (weight: string) => tf.Tensor | undefined;
 interface Ctx {
   readonly training: boolean;
   readonly rng: ApplyOptions['rng'];
+  readonly tap: ApplyOptions['tap'];
 }
 
 /** One Keras layer, compiled: its weights and its function of tensors. */
@@ -324,7 +325,9 @@ function compileLayer(className: string, name: string, config: Json, prefix: str
       const [din, dout] = need(shapes, 'kernel', where) as [number, number];
       const role: Role = isHead ? 'head' : 'kernel';
       const ws = [leafPlan(isHead ? 'head' : prefix, 'kernel', [din, dout], role, 1, glorot), ...(useBias ? [leafPlan(isHead ? 'head' : prefix, 'bias', [dout], isHead ? 'head' : 'bias', 0, zeros)] : [])];
-      return plan(ws, (get, xs, _ctx, pre) => {
+      const kernelPath = `${isHead ? 'head' : prefix}.kernel`;
+      return plan(ws, (get, xs, ctx, pre) => {
+        ctx.tap?.({ path: kernelPath, input: one(xs) });
         const y = linear(one(xs) as Tensor<readonly [number, number]>, got(get, 'kernel') as Tensor<readonly [number, number]>);
         const z = useBias ? tf.add(y, got(get, 'bias')) : y;
         return pre ? z : act(z);
@@ -342,8 +345,9 @@ function compileLayer(className: string, name: string, config: Json, prefix: str
       // A 1×1 stride-1 convolution is a dense product over the channels (MobileNet's
       // expand and project layers): the matmul path is the faster one.
       const pointwise = shape[0] === 1 && shape[1] === 1 && strides[0] === 1 && strides[1] === 1;
-      return plan(ws, (get, xs) => {
+      return plan(ws, (get, xs, ctx) => {
         const x = one(xs) as Tensor<readonly [number, number, number, number]>;
+        ctx.tap?.({ path: `${prefix}.kernel`, input: x, ...(pointwise ? {} : { window: { size: [shape[0], shape[1]], strides, padding, depthwise: false } }) });
         const k = got(get, 'kernel');
         const y = pointwise
           ? linear(x, tf.reshape(k, [shape[2], shape[3]]) as Tensor<readonly [number, number]>)
@@ -360,7 +364,8 @@ function compileLayer(className: string, name: string, config: Json, prefix: str
       const shape = need(shapes, 'depthwise_kernel', where) as [number, number, number, number];
       const dw = depthwisePlan(prefix, 'depthwise_kernel', shape);
       const ws = [dw, ...(useBias ? [bias(shape[2] * shape[3])] : [])];
-      return plan(ws, (get, xs) => {
+      return plan(ws, (get, xs, ctx) => {
+        ctx.tap?.({ path: dw.path, input: one(xs), window: { size: [shape[0], shape[1]], strides, padding, depthwise: true } });
         const y = depthwiseConv2d(one(xs) as Tensor<readonly [number, number, number, number]>, dw.toKeras(got(get, 'depthwise_kernel')) as Tensor<readonly [number, number, number, number]>, { strides, padding });
         return act(useBias ? tf.add(y, got(get, 'bias')) : y);
       });
@@ -375,9 +380,11 @@ function compileLayer(className: string, name: string, config: Json, prefix: str
       const pshape = need(shapes, 'pointwise_kernel', where) as [number, number, number, number];
       const dw = depthwisePlan(prefix, 'depthwise_kernel', dshape);
       const ws = [dw, leafPlan(prefix, 'pointwise_kernel', pshape, 'kernel', 3, glorot), ...(useBias ? [bias(pshape[3])] : [])];
-      return plan(ws, (get, xs) => {
+      return plan(ws, (get, xs, ctx) => {
+        ctx.tap?.({ path: dw.path, input: one(xs), window: { size: [dshape[0], dshape[1]], strides, padding, depthwise: true } });
         const d = depthwiseConv2d(one(xs) as Tensor<readonly [number, number, number, number]>, dw.toKeras(got(get, 'depthwise_kernel')) as Tensor<readonly [number, number, number, number]>, { strides, padding });
         // The pointwise 1×1 convolution as a dense product over the channels.
+        ctx.tap?.({ path: `${prefix}.pointwise_kernel`, input: d });
         const y = linear(d, tf.reshape(got(get, 'pointwise_kernel'), [pshape[2], pshape[3]]) as Tensor<readonly [number, number]>);
         return act(useBias ? tf.add(y, got(get, 'bias')) : y);
       });
@@ -700,7 +707,7 @@ function build<I extends Shape, F extends number, K extends number>(a: BuildArgs
 
   /** Runs the graph, to the head's pre-activation output or to the end; returns every node's output. */
   const run = (params: Params, x: tf.Tensor, options: ApplyOptions, stopAtHead: boolean): Map<string, tf.Tensor> => {
-    const ctx: Ctx = { training: options.training ?? false, rng: options.rng };
+    const ctx: Ctx = { training: options.training ?? false, rng: options.rng, tap: options.tap };
     const values = new Map<string, tf.Tensor>([[graph.input, x]]);
     for (const n of graph.nodes) {
       const plan = plans.get(n.layer.name as string)!;

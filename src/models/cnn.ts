@@ -57,13 +57,13 @@ export function cnn<const H extends number, const W extends number, const C exte
       input,
       features,
       backbone,
-      forward: (params, x) => {
+      forward: (params, x, options) => {
         let z = x as T4;
         channels.forEach((_, i) => {
-          z = avgPool2x2(relu(conv(params, `convs.${i}`, z)));
+          z = avgPool2x2(relu(conv(params, `convs.${i}`, z, options.tap)));
         });
         const flatZ = tf.reshape(z, [x.shape[0]!, flat]) as Tensor<readonly [number, number]>;
-        return relu(dense(params, 'fc', flatZ));
+        return relu(dense(params, 'fc', flatZ, options.tap));
       },
     },
     classes,

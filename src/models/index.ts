@@ -3,7 +3,7 @@
  * @module
  */
 export * as layers from './layers.js';
-export { defineModel, replaceHead, type ApplyOptions, type Model, type ModelParts, type Output } from './model.js';
+export { defineModel, replaceHead, type ApplyOptions, type KernelInput, type Tap, type Model, type ModelParts, type Output } from './model.js';
 export { mlp, type MlpConfig } from './mlp.js';
 export { cnn, type CnnConfig } from './cnn.js';
 export { vit, type VitConfig } from './vit.js';

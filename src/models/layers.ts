@@ -29,6 +29,7 @@ import {
   type Rng,
   type Tensor,
 } from '../core/index.js';
+import type { Tap } from './model.js';
 
 /** A spec entry before {@link paramSpec} freezes it. */
 export type LeafEntry = readonly [string, Omit<LeafSpec, 'dtype'>];
@@ -207,7 +208,8 @@ export function leaf<S extends readonly Dim[]>(p: Params, path: string): T<S> {
  * const y = layers.dense(params, 'fc', x); // x · fc.kernel + fc.bias
  * ```
  */
-export function dense<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>): T<[...L, number]> {
+export function dense<L extends readonly Dim[]>(p: Params, prefix: string, x: T<readonly [...L, number]>, tap?: Tap): T<[...L, number]> {
+  tap?.({ path: `${prefix}.kernel`, input: x });
   return biasAdd(linear(x, leaf<readonly [number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
 }
 
@@ -218,7 +220,11 @@ export function dense<L extends readonly Dim[]>(p: Params, prefix: string, x: T<
  * const y = layers.conv(params, 'conv1', images); // [B, 28, 28, 1] → [B, 28, 28, 8]
  * ```
  */
-export function conv(p: Params, prefix: string, x: T<readonly [number, number, number, number]>): T<[number, number, number, number]> {
+export function conv(p: Params, prefix: string, x: T<readonly [number, number, number, number]>, tap?: Tap): T<[number, number, number, number]> {
+  if (tap) {
+    const [kh, kw] = leaf<readonly [number, number, number, number]>(p, `${prefix}.kernel`).shape as unknown as [number, number];
+    tap({ path: `${prefix}.kernel`, input: x, window: { size: [kh, kw], strides: [1, 1], padding: 'same', depthwise: false } });
+  }
   return biasAdd(conv2d(x, leaf<readonly [number, number, number, number]>(p, `${prefix}.kernel`)), leaf<readonly [number]>(p, `${prefix}.bias`));
 }
 
@@ -258,16 +264,16 @@ export function dropout<S extends readonly Dim[]>(x: T<S>, rate: number, trainin
  * const y = layers.attention(params, 'blocks.0.attn', tokens, 4); // tokens: [B, T, 64], 4 heads
  * ```
  */
-export function attention(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
+export function attention(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number, tap?: Tap): T<[number, number, number]> {
   const d = x.shape[2]!;
   return tf.tidy(() => {
-    const qkv = dense(p, `${prefix}.qkv`, x);
+    const qkv = dense(p, `${prefix}.qkv`, x, tap);
     // [B, T, 3D] → three [B, H, T, D/H]
     const parts = tf.split(qkv, 3, -1).map((z) => splitHeads(z as T<readonly [number, number, number]>, heads));
     const [q, k, v] = parts as [T<[number, number, number, number]>, T<[number, number, number, number]>, T<[number, number, number, number]>];
     const scores = mul(batchMatmul(q, transpose(k, [0, 1, 3, 2])), 1 / Math.sqrt(d / heads));
     const out = mergeHeads(batchMatmul(softmax(scores), v));
-    return dense(p, `${prefix}.proj`, out as T<readonly [number, number, number]>) as T<[number, number, number]>;
+    return dense(p, `${prefix}.proj`, out as T<readonly [number, number, number]>, tap) as T<[number, number, number]>;
   });
 }
 
@@ -278,8 +284,8 @@ export function attention(p: Params, prefix: string, x: T<readonly [number, numb
  * const y = layers.mlpBlock(params, 'blocks.0.mlp', tokens);
  * ```
  */
-export function mlpBlock(p: Params, prefix: string, x: T<readonly [number, number, number]>): T<[number, number, number]> {
-  return dense(p, `${prefix}.fc2`, gelu(dense(p, `${prefix}.fc1`, x)));
+export function mlpBlock(p: Params, prefix: string, x: T<readonly [number, number, number]>, tap?: Tap): T<[number, number, number]> {
+  return dense(p, `${prefix}.fc2`, gelu(dense(p, `${prefix}.fc1`, x, tap)), tap);
 }
 
 /**
@@ -289,10 +295,10 @@ export function mlpBlock(p: Params, prefix: string, x: T<readonly [number, numbe
  * const y = layers.block(params, 'blocks.0', tokens, 4); // [B, T, D] → [B, T, D]
  * ```
  */
-export function block(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number): T<[number, number, number]> {
+export function block(p: Params, prefix: string, x: T<readonly [number, number, number]>, heads: number, tap?: Tap): T<[number, number, number]> {
   return tf.tidy(() => {
-    const h = tf.add(x, attention(p, `${prefix}.attn`, norm(p, `${prefix}.norm1`, x), heads)) as T<[number, number, number]>;
-    return tf.add(h, mlpBlock(p, `${prefix}.mlp`, norm(p, `${prefix}.norm2`, h))) as T<[number, number, number]>;
+    const h = tf.add(x, attention(p, `${prefix}.attn`, norm(p, `${prefix}.norm1`, x), heads, tap)) as T<[number, number, number]>;
+    return tf.add(h, mlpBlock(p, `${prefix}.mlp`, norm(p, `${prefix}.norm2`, h), tap)) as T<[number, number, number]>;
   });
 }
 
@@ -303,6 +309,6 @@ export function block(p: Params, prefix: string, x: T<readonly [number, number, 
  * const tokens = layers.patchEmbed(params, 'embed', images, 7); // [B, 28, 28, 1] → [B, 16, D]
  * ```
  */
-export function patchEmbed(p: Params, prefix: string, x: T<readonly [number, number, number, number]>, patch: number): T<[number, number, number]> {
-  return dense(p, prefix, patchify(x, patch));
+export function patchEmbed(p: Params, prefix: string, x: T<readonly [number, number, number, number]>, patch: number, tap?: Tap): T<[number, number, number]> {
+  return dense(p, prefix, patchify(x, patch), tap);
 }

@@ -52,7 +52,7 @@ export function mlp<const I extends Shape, const H extends readonly number[], co
       forward: (params, x, options) => {
         let h = tf.reshape(x, [x.shape[0]!, din]) as Tensor<readonly [number, number]>;
         hidden.forEach((_, i) => {
-          h = dropout(relu(dense(params, `layers.${i}`, h)), rate, options.training ?? false, options.rng?.fork(`dropout${i}`));
+          h = dropout(relu(dense(params, `layers.${i}`, h, options.tap)), rate, options.training ?? false, options.rng?.fork(`dropout${i}`));
         });
         return h;
       },

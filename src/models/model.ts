@@ -34,7 +34,51 @@ export interface ApplyOptions {
   readonly training?: boolean;
   /** The stream dropout masks come from; required when training with dropout. */
   readonly rng?: Rng;
+  /**
+   * Called once for every use of a weight kernel (and the head) in the
+   * forward pass, with the kernel's leaf path and the tensor it multiplies:
+   * how a forward-only criterion ({@link fps}) sees every layer's input
+   * without a backward pass or a gradient tape. The tensor belongs to the
+   * forward pass (disposed when `apply` returns): keep what you compute
+   * from it with `tf.keep`. Every shipped model and every imported Keras
+   * model calls it; a model of your own calls it from its forward function.
+   */
+  readonly tap?: Tap;
 }
+
+/**
+ * One use of a kernel in a forward pass, as {@link ApplyOptions.tap} sees
+ * it. Without `window` the kernel is a product over the input's last axis
+ * (a dense layer, a 1×1 convolution): `input` is `[..., fanIn]` and the
+ * kernel's leaf is `[fanIn, out]` or `[1, 1, fanIn, out]`. With `window`
+ * it is a convolution over `input` `[B, H, W, C]`: a `[KH, KW, C, out]`
+ * filter, or a depthwise `[KH, KW, C·M]` leaf when `depthwise`.
+ * @category Models
+ */
+export interface KernelInput {
+  /** The kernel's leaf path, e.g. `'blocks.0.mlp.fc1.kernel'`. */
+  readonly path: string;
+  /** The tensor the kernel multiplies. */
+  readonly input: tf.Tensor;
+  /** The convolution's window, when the kernel slides over `input`. */
+  readonly window?: {
+    readonly size: readonly [number, number];
+    readonly strides: readonly [number, number];
+    readonly padding: 'same' | 'valid';
+    readonly depthwise: boolean;
+  };
+}
+
+/**
+ * A forward-pass tap: see {@link ApplyOptions.tap}.
+ * @example
+ * ```ts
+ * const seen: string[] = [];
+ * model.apply(params, x, { tap: ({ path, input }) => seen.push(`${path} ${input.shape}`) });
+ * ```
+ * @category Models
+ */
+export type Tap = (use: KernelInput) => void;
 
 /**
  * The output of a model on a batch: the backbone's features (what GPS's
@@ -127,7 +171,7 @@ export function defineModel<I extends Shape, F extends number, K extends number>
       assertMatchesSpec(spec, params, `${parts.name}.apply: params`);
       return tf.tidy(() => {
         const features = parts.forward(params, x, options);
-        const logits = dense(params, 'head', features as Tensor<readonly [number, number]>);
+        const logits = dense(params, 'head', features as Tensor<readonly [number, number]>, options.tap);
         return { features, logits };
       }) as unknown as Output<B, F, K>;
     },

@@ -76,11 +76,11 @@ export function vit<const H extends number, const W extends number, const C exte
       forward: (params, x, options) => {
         const b = x.shape[0]!;
         const training = options.training ?? false;
-        const patches = patchEmbed(params, 'patch', x as Tensor<readonly [number, number, number, number]>, patch);
+        const patches = patchEmbed(params, 'patch', x as Tensor<readonly [number, number, number, number]>, patch, options.tap);
         const cls = tf.tile(leaf(params, 'cls'), [b, 1, 1]);
         let z = tf.add(tf.concat([cls, patches], 1), leaf(params, 'pos')) as T3;
         z = dropout(z, rate, training, options.rng?.fork('embed'));
-        for (let i = 0; i < depth; i++) z = dropout(block(params, `blocks.${i}`, z, heads), rate, training, options.rng?.fork(`block${i}`));
+        for (let i = 0; i < depth; i++) z = dropout(block(params, `blocks.${i}`, z, heads, options.tap), rate, training, options.rng?.fork(`block${i}`));
         const normed = norm(params, 'norm', z);
         return tf.reshape(slice(normed, 1, 0, 1), [b, width]);
       },

@@ -7,7 +7,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { leafSize, type Role } from '../core/index.js';
 import { maskOf, countOnes, type Mask } from './mask.js';
-import { gradient, magnitude, random, sensitivity, type SelectionEnv, type SelectionLoss } from './scores.js';
+import { feedforward, gradient, magnitude, random, sensitivity, type FeedforwardOptions, type SelectionEnv, type SelectionLoss } from './scores.js';
 import {
   all,
   byRole,
@@ -66,6 +66,30 @@ export function gps(options: GpsOptions = {}): Selector {
   const kernels = options.kernels ?? neuron(options.k ?? 1, gradient({ loss: options.loss ?? 'supcon' }));
   const whole = wholeRoles(options);
   return union(only(byRole('kernel'), kernels), ...(whole.length ? [only(byRole(...whole), all)] : []));
+}
+
+/**
+ * Options of {@link fps}: GPS's treatment of each kind of leaf, and the
+ * forward pass's batch size and sample count.
+ * @category Presets
+ */
+export interface FpsOptions extends Omit<GpsOptions, 'loss' | 'kernels'>, FeedforwardOptions {}
+
+/**
+ * FPS: GPS's recipe with a forward-only criterion — for every neuron of
+ * every kernel, the top-`k` input connections by |w| · mean |input| over
+ * one forward pass of the training data ({@link feedforward}); biases and
+ * head trained whole, norms and tokens frozen, as {@link gps}.
+ * @example
+ * ```ts
+ * const mask = select(fps({ k: 1 }), selectionEnv({ model, params, data: task.train }));
+ * ```
+ * @category Presets
+ */
+export function fps(options: FpsOptions = {}): Selector {
+  const { batchSize, samples, ...rest } = options;
+  const criterion = feedforward({ ...(batchSize === undefined ? {} : { batchSize }), ...(samples === undefined ? {} : { samples }) });
+  return gps({ ...rest, kernels: neuron(options.k ?? 1, criterion) });
 }
 
 /**

@@ -9,10 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { leafSize, mapTree, paths, rng, ShapeError, SpecError, type ParamSpec, type Params, type Shape, type Tensor, type Tree } from '../core/index.js';
+import { ConfigError, leafSize, mapTree, paths, rng, ShapeError, SpecError, type LeafSpec, type ParamSpec, type Params, type Shape, type Tensor, type Tree } from '../core/index.js';
 import { assertDataSet, batches, subset, twoViews, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits } from '../data/images.js';
-import { crossEntropy, supConLoss, type Model } from '../models/index.js';
+import { crossEntropy, supConLoss, type KernelInput, type Model } from '../models/index.js';
 
 /**
  * One score per entry, per leaf, host-side.
@@ -310,4 +310,182 @@ let fromScoresCount = 0;
  */
 export function fromScores(scores: Scores | ((env: SelectionEnv) => Scores), key = `fromScores#${++fromScoresCount}`): Criterion {
   return { key, compute: (env) => (typeof scores === 'function' ? scores(env) : scores) };
+}
+
+/**
+ * Options of {@link feedforward}.
+ * @category Selection
+ */
+export interface FeedforwardOptions {
+  /** Images per forward batch (default 32). Only the peak memory depends on it, not the scores. */
+  readonly batchSize?: number;
+  /** Training images to average over (default: all of them). */
+  readonly samples?: number;
+}
+
+/** What one use of a kernel has accumulated: Σ|input| on the device, and how many rows or images it summed. */
+interface Use {
+  sum: tf.Tensor;
+  count: number;
+  readonly window: KernelInput['window'];
+}
+
+/** Output rows and the leading zero padding of a window along one axis, as TensorFlow pads. */
+function windowAxis(size: number, k: number, stride: number, padding: 'same' | 'valid'): { out: number; before: number } {
+  if (padding === 'valid') return { out: Math.floor((size - k) / stride) + 1, before: 0 };
+  const out = Math.ceil(size / stride);
+  return { out, before: Math.floor(Math.max((out - 1) * stride + k - size, 0) / 2) };
+}
+
+/**
+ * The mean |input| each entry of `leaf` multiplies, for one use of it, as
+ * one value per leaf entry. A product over the last axis: the mean over every
+ * row of |input| along the fan-in, repeated over the outputs. A convolution:
+ * for each window position (u, v) and input channel c, the mean over images
+ * and output positions of |input| at the position the window reads, zero
+ * padding included — so a border tap that often reads padding scores lower.
+ */
+function meanInput(path: string, leaf: LeafSpec, sum: Float32Array, sumShape: readonly number[], count: number, window: KernelInput['window']): Float32Array {
+  const shape = leaf.shape;
+  const size = leafSize(leaf);
+  const out = new Float32Array(size);
+  if (leaf.neuronAxis !== shape.length - 1) throw new SpecError(`feedforward: kernel '${path}' must have its neuron axis last, got axis ${leaf.neuronAxis} of [${shape.join(', ')}]`);
+  if (window === undefined) {
+    const outputs = shape[shape.length - 1]!;
+    const fanIn = size / outputs;
+    if (sum.length !== fanIn) throw new ShapeError(`feedforward: kernel '${path}' [${shape.join(', ')}] has fan-in ${fanIn}, but its input's last axis is ${sum.length}`);
+    for (let i = 0; i < size; i++) out[i] = sum[Math.floor(i / outputs)]! / count;
+    return out;
+  }
+  const [h, w, c] = sumShape as [number, number, number];
+  const [kh, kw] = window.size;
+  const perChannel = window.depthwise ? shape[2]! / c : shape[3]!;
+  const expected = window.depthwise ? [kh, kw, c * perChannel] : [kh, kw, c, perChannel];
+  if (shape.length !== expected.length || expected.some((d, i) => d !== shape[i] || !Number.isInteger(d))) {
+    throw new ShapeError(`feedforward: kernel '${path}' [${shape.join(', ')}] does not fit a ${kh}×${kw} ${window.depthwise ? 'depthwise ' : ''}window over ${c} input channels`);
+  }
+  const ay = windowAxis(h, kh, window.strides[0], window.padding);
+  const ax = windowAxis(w, kw, window.strides[1], window.padding);
+  const reads = count * ay.out * ax.out;
+  const mean = new Float64Array(kh * kw * c);
+  for (let u = 0; u < kh; u++) {
+    for (let v = 0; v < kw; v++) {
+      const base = (u * kw + v) * c;
+      for (let oy = 0; oy < ay.out; oy++) {
+        const y = oy * window.strides[0] + u - ay.before;
+        if (y < 0 || y >= h) continue; // zero padding: adds nothing
+        for (let ox = 0; ox < ax.out; ox++) {
+          const x = ox * window.strides[1] + v - ax.before;
+          if (x < 0 || x >= w) continue;
+          const at = (y * w + x) * c;
+          for (let ch = 0; ch < c; ch++) mean[base + ch]! += sum[at + ch]!;
+        }
+      }
+    }
+  }
+  // Leaf entry (u, v, c, o) — or (u, v, c·M + m) for a depthwise leaf — reads channel c at (u, v).
+  for (let i = 0; i < size; i++) out[i] = mean[Math.floor(i / perChannel)]! / reads;
+  return out;
+}
+
+/** One forward pass over (part of) the data, accumulating Σ|input| of every kernel use; no gradient is taken. */
+function feedforwardPass(env: SelectionEnv, batchSize: number, maxSamples: number): Scores {
+  const name = 'feedforward';
+  const { model, data } = env;
+  if (model === undefined || data === undefined) throw new SpecError(`${name}: the selection environment needs a model and training data`);
+  if (!checked.has(env)) assertDataSet(data, `${name}: data`, model.classes);
+  const uses = new Map<string, Use[]>();
+  const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
+  let done = 0;
+  try {
+    for (const batch of batches(data as DataSet<SampleShape, Labels>, batchSize, { rng: rng(env.seed).fork(name) })) {
+      if (done * batchSize >= maxSamples) break;
+      // Which use of each kernel this is within the pass (a kernel applied twice accumulates twice).
+      const seen = new Map<string, number>();
+      const tap = ({ path, input, window }: KernelInput) => {
+        const leaf = env.spec[path];
+        if (leaf === undefined) throw new SpecError(`${name}: the forward pass tapped '${path}', which is not a leaf of the spec`);
+        if (window !== undefined && input.rank !== 4) throw new ShapeError(`${name}: a convolution's input must be [B, H, W, C], got [${input.shape.join(', ')}] for '${path}'`);
+        const n = seen.get(path) ?? 0;
+        seen.set(path, n + 1);
+        const list = uses.get(path) ?? [];
+        uses.set(path, list);
+        // Products average over every leading axis (images and tokens); convolutions keep
+        // the spatial map, summed over images only, for the window positions to read.
+        const axes = window === undefined ? [...Array(input.rank - 1).keys()] : [0];
+        const count = window === undefined ? input.size / input.shape[input.rank - 1]! : input.shape[0]!;
+        const part = tf.tidy(() => tf.sum(tf.abs(input), axes));
+        const prev = list[n];
+        if (prev === undefined) {
+          list.push({ sum: tf.keep(part), count, window });
+          return;
+        }
+        if (prev.sum.shape.join() !== part.shape.join()) {
+          part.dispose();
+          throw new ShapeError(`${name}: use ${n + 1} of '${path}' changed its input shape between batches`);
+        }
+        const next = tf.keep(tf.add(prev.sum, part));
+        part.dispose();
+        prev.sum.dispose();
+        prev.sum = next;
+        prev.count += count;
+      };
+      tf.tidy(() => {
+        model.apply(env.params, batch.x as Tensor<readonly ['B', ...Shape]>, { tap });
+      });
+      done++;
+      env.onProgress?.({ task: name, done, total });
+    }
+    return mapTree(env.spec, (leaf, p) => {
+      const w = new Float32Array(env.params[p]!.dataSync());
+      const list = uses.get(p);
+      if (list === undefined) {
+        // Kernels must have been seen; a bias multiplies the constant 1, so |b|·1, and the
+        // other vectors (norms, tokens, embeddings) are not connections: |w| as well.
+        if (leaf.role === 'kernel' || (leaf.role === 'head' && leaf.shape.length > 1)) throw new SpecError(`${name}: the forward pass never tapped kernel '${p}' (a model of your own must call ApplyOptions.tap for each kernel it multiplies)`);
+        return w.map(Math.abs);
+      }
+      const act = new Float32Array(w.length);
+      for (const u of list) {
+        const m = meanInput(p, leaf, new Float32Array(u.sum.dataSync()), u.sum.shape, u.count, u.window);
+        for (let i = 0; i < act.length; i++) act[i]! += m[i]!;
+      }
+      return w.map((v, i) => Math.abs(v) * act[i]!);
+    });
+  } finally {
+    // The accumulators go on success and on any error (a throwing onProgress's included).
+    for (const list of uses.values()) for (const u of list) u.sum.dispose();
+  }
+}
+
+/**
+ * FPS's criterion (Feedforward-based Parameter Selection, arXiv 2510.27359):
+ * the score of a kernel entry is |w| · E|a|, its magnitude times the mean
+ * magnitude of the input it multiplies, over one forward pass of the
+ * training data — no backward pass, no gradient tape. For a product over
+ * the last axis (dense layers, attention's q/k/v and projection, the patch
+ * embedding, 1×1 convolutions) E|a_i| is taken over images and tokens (or
+ * spatial positions); for a convolution, entry (u, v, c, o) gets the mean
+ * |input| of channel c at the positions window offset (u, v) reads, padding
+ * counting as zero. Biases score |b| (their input is the constant 1);
+ * norms, tokens and embeddings score |w|. The model reports its kernels'
+ * inputs through {@link ApplyOptions.tap}; a kernel it never reports is a
+ * `SpecError`. Use it with {@link neuron} like GPS's gradient, or through
+ * the {@link fps} preset.
+ * @example
+ * ```ts
+ * const mask = select(only(byRole('kernel'), neuron(1, feedforward())), env);
+ * ```
+ * @category Criteria
+ */
+export function feedforward(options: FeedforwardOptions = {}): Criterion {
+  const batchSize = options.batchSize ?? 32;
+  const samples = options.samples ?? Infinity;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`feedforward: batchSize must be a positive integer, got ${batchSize}`);
+  if (!(samples === Infinity || (Number.isInteger(samples) && samples >= 1))) throw new ConfigError(`feedforward: samples must be a positive integer, got ${samples}`);
+  return {
+    // The batch size is in the key: with `samples` below the data's size it decides how many images are read.
+    key: `feedforward:${batchSize}:${samples}`,
+    compute: (env) => feedforwardPass(env, batchSize, samples),
+  };
 }
