@@ -10,7 +10,7 @@ import { ConfigError, MaskError, NonFiniteError, paths, rng, ShapeError, type Pa
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
-import { assertMaskFor, countOnes, select, selectionEnv, type Mask, type Selector } from '../selection/index.js';
+import { assertMaskFor, countOnes, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
 import { disposeReplaced, trainableLeaves, trainOnly } from './masked.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
@@ -110,6 +110,15 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * one reduction over the updates to that same read.
    */
   readonly nonFinite?: 'error' | 'skip';
+  /**
+   * Computes each step's gradients (and a selector's gradient pass) in a
+   * {@link GradientEngine}: `workerPool` from `sparsetune/node` shards each
+   * batch over worker threads and sums the shards in a fixed order, so a run
+   * is identical for a given worker count and equal to one in this thread
+   * within float tolerance. The loss must be one the engine can ship:
+   * the default cross-entropy or `meanSquaredError`.
+   */
+  readonly parallel?: GradientEngine;
 }
 
 /**
@@ -256,7 +265,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     throw new ConfigError(`fineTune: labelSmoothing must be in [0, 1), got ${String(o.labelSmoothing)}`);
   }
   if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
-  const mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed })) : o.mask;
+  const mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(o.parallel ? { parallel: o.parallel } : {}) })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
 
@@ -273,6 +282,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   let current: Params = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
   // The state holds trainOnly's device mask too, so disposing it frees that.
   let state: OptState = tf.tidy(() => tx.init(current, model.spec));
+  let engine: GradientTrainer | undefined;
   const owned = new Set<tf.Tensor>();
   const full = () => ({ ...frozen, ...current });
   const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
@@ -282,11 +292,12 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const r = rng(seed).fork('fineTune');
   const t0 = performance.now();
   try {
+    engine = o.parallel?.trainer({ model, params: o.params, mask, trainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
     for (let epoch = 1; epoch <= epochs; epoch++) {
       let lossSum = 0;
       let step = 0;
       let skipped = 0;
-      for (const { x, y } of batches(o.train, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
+      for (const { x, y, indices } of batches(o.train, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
         const leaves = trainable.map((p) => current[p]!);
         const out = tf.tidy(() => {
           const lossFn = (...ts: tf.Tensor[]) => {
@@ -295,8 +306,14 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
             if (loss.rank !== 0) throw new ShapeError(`fineTune: the loss must return a scalar, got shape ${showShape(loss.shape)}`);
             return loss as tf.Scalar;
           };
-          const { value, grads } = tf.valueAndGrads(lossFn)(leaves);
-          const g = Object.fromEntries(trainable.map((p, i) => [p, grads[i]!]));
+          let value: tf.Scalar;
+          let g: Params;
+          if (engine) ({ value, grads: g } = engine.step(current, indices));
+          else {
+            const vg = tf.valueAndGrads(lossFn)(leaves);
+            value = vg.value;
+            g = Object.fromEntries(trainable.map((p, i) => [p, vg.grads[i]!]));
+          }
           const [updates, nextState] = tx.update(g, state, current);
           const next = applyUpdates(current, updates);
           // With 'skip', as optax's apply_if_finite, a non-finite update (from a
@@ -382,6 +399,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     if (best) tf.dispose(Object.values(best.params));
     throw e;
   } finally {
+    engine?.dispose();
     tf.dispose(state);
   }
   if (best) {

@@ -6,3 +6,4 @@ export * from './mask.js';
 export * from './scores.js';
 export * from './selector.js';
 export * from './presets.js';
+export * from './parallel.js';

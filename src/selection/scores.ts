@@ -10,9 +10,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
 import { ConfigError, leafSize, mapTree, paths, rng, ShapeError, SpecError, type LeafSpec, type ParamSpec, type Params, type Shape, type Tensor, type Tree } from '../core/index.js';
-import { assertDataSet, batches, subset, twoViews, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
+import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits } from '../data/images.js';
-import { crossEntropy, supConLoss, type KernelInput, type Model } from '../models/index.js';
+import type { KernelInput, Model } from '../models/index.js';
+import { selectionBatchLoss } from './batchloss.js';
+import type { GradientEngine } from './parallel.js';
 
 /**
  * One score per entry, per leaf, host-side.
@@ -54,6 +56,8 @@ export interface SelectionEnv {
   readonly onProgress?: ((p: Progress) => void) | undefined;
   /** Scores computed so far, by criterion key. */
   readonly cache: Map<string, Scores>;
+  /** Where gradient passes run (e.g. `workerPool` from `sparsetune/node`); absent, in this thread. */
+  readonly parallel?: GradientEngine | undefined;
 }
 
 /**
@@ -86,6 +90,14 @@ export interface SelectionEnvOptions<I extends Shape = Shape, S extends SampleSh
   readonly seed?: number;
   /** Progress of score computations. */
   readonly onProgress?: (p: Progress) => void;
+  /**
+   * Runs the gradient passes (GPS's {@link gradient}, SPT's
+   * {@link sensitivity}) in a {@link GradientEngine}, e.g. worker threads
+   * from `workerPool` in `sparsetune/node`: the same scores within float
+   * tolerance (the batches' sums are added in another order), identical for
+   * a given engine and worker count.
+   */
+  readonly parallel?: GradientEngine;
 }
 
 /**
@@ -105,7 +117,7 @@ export function selectionEnv<I extends Shape, S extends SampleShape>(options: Se
   if (options.model !== undefined && options.data !== undefined) assertFits('selectionEnv', 'data', options.model.input, options.data.shape);
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new SpecError(`selectionEnv: seed must be a safe integer, got ${String(seed)}`);
-  const env: SelectionEnv = { spec, params: options.params, model: options.model as Model<Shape, number, number> | undefined, data: options.data, seed, onProgress: options.onProgress, cache: new Map() };
+  const env: SelectionEnv = { spec, params: options.params, model: options.model as Model<Shape, number, number> | undefined, data: options.data, seed, onProgress: options.onProgress, cache: new Map(), parallel: options.parallel };
   checked.add(env);
   return env;
 }
@@ -157,8 +169,6 @@ export interface GradientOptions {
   readonly temperature?: number;
 }
 
-type Accumulate = (sum: tf.Tensor, g: tf.Tensor) => tf.Tensor;
-
 /** A tensor's values on the host; the tensor is disposed. */
 function readAndDispose(t: tf.Tensor): Float32Array {
   const host = new Float32Array(t.dataSync());
@@ -167,7 +177,7 @@ function readAndDispose(t: tf.Tensor): Float32Array {
 }
 
 /** One pass over (part of) the data, accumulating per-batch gradients into one buffer per leaf. */
-function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, accumulate: Accumulate, finish: (sum: tf.Tensor) => tf.Tensor): Scores {
+function gradientPass(env: SelectionEnv, name: string, options: GradientOptions, maxSamples: number, square: boolean): Scores {
   const { model, data } = env;
   if (model === undefined || data === undefined) throw new SpecError(`${name}: the selection environment needs a model and training data`);
   if (!checked.has(env)) assertDataSet(data, `${name}: data`, model.classes);
@@ -177,20 +187,29 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   const batchSize = options.batchSize ?? 32;
   const ps = paths(env.spec);
   const r = rng(env.seed).fork(name);
-  const sums = ps.map((p) => tf.keep(tf.zerosLike(env.params[p]!)));
   const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
+  if (env.parallel !== undefined) {
+    // The same batches in the same order as below, so the engine sums the same per-batch gradients.
+    const order: Int32Array[] = [];
+    for (const batch of batches(classes, batchSize, { rng: r.fork('order') })) {
+      if (order.length === total) break;
+      order.push(batch.indices);
+    }
+    const sums = env.parallel.scores({
+      model, params: env.params, spec: env.spec, data: classes, batches: order, seed: env.seed, name, loss, temperature: options.temperature, square,
+      onBatch: env.onProgress && ((done) => env.onProgress!({ task: name, done, total })),
+    });
+    return Object.fromEntries(ps.map((p) => [p, square ? sums[p]! : sums[p]!.map(Math.abs)]));
+  }
+  const sums = ps.map((p) => tf.keep(tf.zerosLike(env.params[p]!)));
   let done = 0;
   try {
     for (const batch of batches(classes, batchSize, { rng: r.fork('order') })) {
-      if (done * batchSize >= maxSamples) break;
+      if (done === total) break;
       tf.tidy(() => {
         const f = (...ts: tf.Tensor[]) => {
           const params = Object.fromEntries(ps.map((p, i) => [p, ts[i]!]));
-          if (loss === 'ce') return crossEntropy(model.apply(params, batch.x as Tensor<readonly ['B', ...Shape]>).logits as Tensor<readonly ['B', number]>, batch.y) as tf.Scalar;
-          // Views are made on the host from the batch's samples, not read back from the device.
-          const views = twoViews(subset(classes, batch.indices), r.fork(`views${done}`));
-          const x = tf.tensor(views.images, [views.n, ...views.shape]) as Tensor<readonly ['B', ...Shape]>;
-          return supConLoss(model.apply(params, x).features, batch.y, options.temperature === undefined ? {} : { temperature: options.temperature }) as tf.Scalar;
+          return selectionBatchLoss(model, params, classes, { x: () => batch.x, y: batch.y, indices: batch.indices }, loss, options.temperature, r.fork(`views${done}`));
         };
         // The engine's own entry point, because it allows leaves the loss never
         // touches (the head under SupCon): their gradient is zero.
@@ -198,7 +217,7 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
         const { grads } = tf.engine().gradients(() => f(...xs), xs, undefined, true);
         grads.forEach((g, i) => {
           if (g == null) return;
-          const next = tf.keep(accumulate(sums[i]!, g));
+          const next = tf.keep(tf.add(sums[i]!, square ? tf.square(g) : g));
           sums[i]!.dispose();
           sums[i] = next;
         });
@@ -213,8 +232,8 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   }
   const out = Object.fromEntries(
     ps.map((p, i) => {
-      const out = finish(sums[i]!);
-      sums[i]!.dispose();
+      const out = square ? sums[i]! : tf.abs(sums[i]!);
+      if (!square) sums[i]!.dispose();
       return [p, readAndDispose(out)];
     }),
   );
@@ -237,7 +256,7 @@ export function gradient(options: GradientOptions = {}): Criterion {
   const o = { ...options, loss };
   return {
     key: `gradient:${loss}:${o.batchSize ?? 32}:${o.temperature ?? 0.07}`,
-    compute: (env) => gradientPass(env, `gradient:${loss}`, o, Infinity, (s, g) => tf.add(s, g), (s) => tf.abs(s)),
+    compute: (env) => gradientPass(env, `gradient:${loss}`, o, Infinity, false),
   };
 }
 
@@ -257,7 +276,7 @@ export function sensitivity(options: GradientOptions & { readonly samples?: numb
   const o = { ...options, loss };
   return {
     key: `sensitivity:${loss}:${o.batchSize ?? 32}:${samples}:${o.temperature ?? 0.07}`,
-    compute: (env) => gradientPass(env, `sensitivity:${loss}`, o, samples, (s, g) => tf.add(s, tf.square(g)), (s) => tf.clone(s)),
+    compute: (env) => gradientPass(env, `sensitivity:${loss}`, o, samples, true),
   };
 }
 

@@ -1,6 +1,6 @@
 // Plain Node, no loader: what a user of the installed package runs first.
 import { countMask, evaluate, fineTune, gps, initBackend, replaceHead, select, selectionEnv, subset } from 'sparsetune';
-import { digits, loadBackbone } from 'sparsetune/node';
+import { digits, loadBackbone, workerPool } from 'sparsetune/node';
 
 await initBackend();
 const { model: backbone, params: pretrained } = loadBackbone('vit');
@@ -15,3 +15,13 @@ const acc = evaluate(model, tuned, task.test);
 if (!(selected > 0 && selected < total / 10)) throw new Error(`unexpected selection: ${selected} of ${total}`);
 if (history.length !== 1 || !Number.isFinite(history[0].loss)) throw new Error('fine-tuning did not run');
 console.log(JSON.stringify({ selected, total, loss: history[0].loss, accuracy: acc }));
+
+// The compiled worker entry (dist/node/worker.js) is found and runs: the same run over 2 worker threads.
+const pool = await workerPool({ workers: 2, minShard: 1 });
+try {
+  const par = fineTune({ model, params, mask, train, epochs: 1, batchSize: 16, progressBar: false, parallel: pool });
+  if (Math.abs(par.history[0].loss - history[0].loss) > 1e-4) throw new Error(`workers: loss ${par.history[0].loss}, one thread ${history[0].loss}`);
+  console.log(JSON.stringify({ workers: pool.workers, loss: par.history[0].loss }));
+} finally {
+  await pool.terminate();
+}
