@@ -11,29 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  ablations,
-  addLora,
-  bitfit,
-  countMask,
-  evaluate,
-  fineTune,
-  full,
-  gps,
-  initBackend,
-  kernelPart,
-  linearProbe,
-  loraMask,
-  maskOf,
-  replaceHead,
-  select,
-  selectionEnv,
-  spt,
-  fraction,
-  type Mask,
-  type Params,
-  type Selector,
-} from '../src/index.js';
+import { countMask, evaluate, fineTune, initBackend, kernelPart, maskOf, METHODS, prepare, replaceHead, selectionEnv, type MethodConfig } from '../src/index.js';
 import { buildTask, loadBackbone, TASKS } from '../src/node/index.js';
 import { bestLearningRate, type Run } from './accuracy-report.js';
 
@@ -55,19 +33,31 @@ const out = o.out ?? new URL(quick ? './results/accuracy-quick' : './results/acc
 const runsDir = o.runs ?? join(out, 'runs');
 const TASK_LIST = quick ? ['rotation'] : Object.keys(TASKS);
 const SEEDS = quick ? [0] : [0, 1, 2];
-const METHOD_LIST = quick ? ['gps', 'linear', 'full'] : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
-/** The learning-rate grid per method family (searched on seed 0's validation split). */
-const GRID: Record<string, number[]> = quick
-  ? { gps: [1e-2], linear: [3e-2], full: [1e-3] }
-  : Object.fromEntries(
-      METHOD_LIST.map((m) => [
-        m,
-        // Half-decade steps, wide enough that the rate picked for every method
-        // sits inside its grid rather than at an edge; LoRA, whose adapters
-        // start at zero, wants higher rates than full fine-tuning.
-        m === 'full' ? [3e-4, 1e-3, 3e-3, 1e-2] : m === 'lora' ? [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] : m === 'linear' ? [1e-2, 3e-2, 1e-1, 3e-1] : [3e-3, 1e-2, 3e-2, 1e-1],
-      ]),
-    );
+// --- the methods: run names (the cache's file keys) and their configs; defaults and grids are sparsetune's METHODS' ---
+const CONFIGS: Record<string, MethodConfig> = {
+  full: { method: 'full' },
+  linear: { method: 'linear' },
+  bias: { method: 'bitfit' },
+  // Plain LoRA at rank 4 on every block kernel, plus the head: the baseline SPT-LoRA is compared with.
+  lora: { method: 'lora', rank: 4 },
+  'spt-lora': { method: 'spt-lora', budget: 0.01, rank: 8 },
+  gps: { method: 'gps', k: 1 },
+  net: { method: 'gps-ablation', ablation: 'net' },
+  layer: { method: 'gps-ablation', ablation: 'layer' },
+  'neuron-random': { method: 'gps-ablation', ablation: 'neuron-random' },
+  'net-random': { method: 'gps-ablation', ablation: 'net-random' },
+  magnitude: { method: 'gps-ablation', ablation: 'magnitude' },
+  'head-ce': { method: 'gps-ablation', ablation: 'head-ce' },
+};
+const METHOD_LIST = quick ? ['gps', 'linear', 'full'] : Object.keys(CONFIGS);
+/** The learning-rate grid per method (searched on seed 0's validation split); --quick runs each method's default rate. */
+const GRID: Record<string, number[]> = Object.fromEntries(
+  METHOD_LIST.map((m) => {
+    const info = METHODS[CONFIGS[m]!.method];
+    return [m, quick ? [info.defaults['learningRate'] as number] : [...info.learningRates]];
+  }),
+);
+// --- end of the methods ---
 
 // The epoch count is part of the key: a cached run of another length is never mistaken for this one.
 const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__e${epochs}.json`);
@@ -91,31 +81,14 @@ function runGroup(g: Group, progress: { done: number; total: number; who: string
   const model = backbone.withClasses(t.classes);
   const base = replaceHead(model, pretrained, seed);
   const env = selectionEnv({ model, params: base, data: t.train, seed });
-  let gpsMask: Mask | undefined;
-  const gpsOf = () => (gpsMask ??= select(gps({ k: 1 }), env));
-  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }) };
-  const ablationOf: Record<string, keyof ReturnType<typeof ablations>> = { net: 'net', layer: 'layer', 'neuron-random': 'neuronRandom', 'net-random': 'netRandom', magnitude: 'magnitude', 'head-ce': 'headCE' };
   for (const { method, lr } of todo) {
     const t0 = performance.now();
-    let trainModel = model;
-    let trainParams: Params = base;
-    let mask: Mask;
-    if (method === 'lora' || method === 'spt-lora') {
-      const head = maskOf(model.spec, (l) => l.role === 'head');
-      const plan = method === 'spt-lora' ? spt({ budget: fraction(0.01) }).plan(env) : undefined;
-      const kernels = plan ? plan.lora : Object.keys(model.spec).filter((p) => /blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))\.kernel$/.test(p));
-      const lora = addLora(model, base, kernels, { rank: method === 'lora' ? 4 : 8, seed });
-      trainModel = lora.model;
-      trainParams = lora.params;
-      mask = loraMask(lora, plan ? plan.mask : head);
-    } else if (method in plainSelectors) {
-      mask = method === 'gps' ? gpsOf() : select(plainSelectors[method]!(), env);
-    } else {
-      mask = select(ablations(gpsOf())[ablationOf[method]!], env);
-    }
-    const r = fineTune({ model: trainModel, params: trainParams, mask, train: t.train, val: t.val, epochs, learningRate: lr, seed, keepBest: true, progressBar: false });
+    // One call per method; the shared environment computes each criterion's scores once for all of them.
+    const tuned = prepare(CONFIGS[method]!, { model, params: base, env, seed });
+    const { mask } = tuned;
+    const r = fineTune({ ...tuned, train: t.train, val: t.val, epochs, learningRate: lr, keepBest: true, progressBar: false });
     const c = countMask(mask);
-    const testAccuracy = evaluate(trainModel, r.params, t.test);
+    const testAccuracy = evaluate(tuned.model, r.params, t.test);
     const run: Run = {
       task,
       group: t.group,
