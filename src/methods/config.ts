@@ -142,15 +142,18 @@ export type MethodConfig = GpsConfig | GpsAblationConfig | SptLoraConfig | LoraM
  */
 export type MethodName = MethodConfig['method'];
 
-/** Every optional field filled in. */
-type Resolved<C> = { readonly [K in keyof C]-?: Exclude<C[K], undefined> };
-
 /**
  * A method config with every default filled in (for LoRA, the kernels are
  * filled in by {@link prepare}, which knows the model).
  * @category Methods
  */
-export type ResolvedMethodConfig = MethodConfig extends infer C ? (C extends MethodConfig ? (C extends LoraMethodConfig ? Resolved<Omit<C, 'kernels'>> & Pick<C, 'kernels'> : Resolved<C>) : never) : never;
+export type ResolvedMethodConfig = MethodConfig extends infer C
+  ? C extends LoraMethodConfig
+    ? { readonly [K in Exclude<keyof C, 'kernels'>]-?: Exclude<C[K], undefined> } & Pick<C, 'kernels'>
+    : C extends MethodConfig
+      ? { readonly [K in keyof C]-?: Exclude<C[K], undefined> }
+      : never
+  : never;
 
 /**
  * What the registry knows of a method.
