@@ -26,38 +26,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SampleShape, DataSet } from '../src/data/index.js';
-import {
-  ablations,
-  addLora,
-  bitfit,
-  countMask,
-  evaluate,
-  fineTune,
-  full,
-  gps,
-  initBackend,
-  kernelPart,
-  linearProbe,
-  loraMask,
-  maskOf,
-  replaceHead,
-  select,
-  selectionEnv,
-  spt,
-  fraction,
-  fps,
-  gradient,
-  magnitude,
-  neuron,
-  random,
-  importLayersModel,
-  resizeDataSet,
-  type Model,
-  type Shape,
-  type Mask,
-  type Params,
-  type Selector,
-} from '../src/index.js';
+import { countMask, evaluate, fineTune, importLayersModel, initBackend, kernelPart, maskOf, METHODS, prepare, replaceHead, resizeDataSet, selectionEnv, type MethodConfig, type Model, type Params, type Shape } from '../src/index.js';
 import { buildTask, loadBackbone, TASKS } from '../src/node/index.js';
 import { loadNsfwMobileNetV2 } from '../test/nsfw.js';
 import { bestLearningRate, type Run } from './accuracy-report.js';
@@ -103,6 +72,23 @@ const runsDir = o.runs ?? join(out, 'runs');
 // MobileNetV2: one task of each group, plus digits.
 const TASK_LIST = quick ? [mobile ? 'digits' : 'rotation'] : mobile ? ['digits', 'fashion-coarse', 'digits-noisy', 'rotation'] : Object.keys(TASKS);
 const SEEDS = quick ? [0] : [0, 1, 2];
+// --- the methods: run names (the cache's file keys) and their configs; defaults and grids are sparsetune's METHODS' ---
+const CONFIGS: Record<string, MethodConfig> = {
+  full: { method: 'full' },
+  linear: { method: 'linear' },
+  bias: { method: 'bitfit' },
+  // Plain LoRA at rank 4 on every block kernel, plus the head: the baseline SPT-LoRA is compared with.
+  lora: { method: 'lora', rank: 4 },
+  'spt-lora': { method: 'spt-lora', budget: 0.01, rank: 8 },
+  gps: { method: 'gps', k: 1 },
+  fps: { method: 'fps', k: 1 },
+  net: { method: 'gps-ablation', ablation: 'net' },
+  layer: { method: 'gps-ablation', ablation: 'layer' },
+  'neuron-random': { method: 'gps-ablation', ablation: 'neuron-random' },
+  'net-random': { method: 'gps-ablation', ablation: 'net-random' },
+  magnitude: { method: 'gps-ablation', ablation: 'magnitude' },
+  'head-ce': { method: 'gps-ablation', ablation: 'head-ce' },
+};
 // No LoRA on MobileNetV2: addLora adapts 2-D kernels, and every MobileNetV2 kernel but the head is a
 // convolution (its 1×1 ones are [1, 1, in, out] leaves), so there is nothing for LoRA to apply to.
 const METHOD_LIST = quick
@@ -111,23 +97,19 @@ const METHOD_LIST = quick
     : ['gps', 'linear', 'full']
   : mobile
     ? ['full', 'linear', 'bias', 'gps', 'net', 'fps', 'magnitude', 'neuron-random', 'head-ce']
-    : ['full', 'linear', 'bias', 'lora', 'spt-lora', 'gps', 'fps', 'net', 'layer', 'neuron-random', 'net-random', 'magnitude', 'head-ce'];
-/** The learning-rate grid per method family (searched on seed 0's validation split). */
-const GRID: Record<string, number[]> = quick
-  ? { gps: [1e-2], fps: [1e-2], linear: [3e-2], full: [1e-3] }
-  : Object.fromEntries(
-      METHOD_LIST.map((m) => [
-        m,
-        mobile
-          ? // Three half-decade steps (the budget allows no more): a pre-trained ImageNet-scale
-            // network fine-tunes at lower rates than the small ViT.
-            m === 'full' ? [1e-4, 3e-4, 1e-3] : m === 'linear' ? [3e-3, 1e-2, 3e-2] : [1e-3, 3e-3, 1e-2]
-          : // Half-decade steps, wide enough that the rate picked for every method
-            // sits inside its grid rather than at an edge; LoRA, whose adapters
-            // start at zero, wants higher rates than full fine-tuning.
-            m === 'full' ? [3e-4, 1e-3, 3e-3, 1e-2] : m === 'lora' ? [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] : m === 'linear' ? [1e-2, 3e-2, 1e-1, 3e-1] : [3e-3, 1e-2, 3e-2, 1e-1],
-      ]),
-    );
+    : Object.keys(CONFIGS);
+/** The learning-rate grid per method (searched on seed 0's validation split); --quick runs each method's default rate. */
+const GRID: Record<string, number[]> = Object.fromEntries(
+  METHOD_LIST.map((m) => {
+    const info = METHODS[CONFIGS[m]!.method];
+    if (quick) return [m, [info.defaults['learningRate'] as number]];
+    // MobileNetV2: three half-decade steps (the budget allows no more); a pre-trained
+    // ImageNet-scale network fine-tunes at lower rates than the small ViT.
+    if (mobile) return [m, m === 'full' ? [1e-4, 3e-4, 1e-3] : m === 'linear' ? [3e-3, 1e-2, 3e-2] : [1e-3, 3e-3, 1e-2]];
+    return [m, [...info.learningRates]];
+  }),
+);
+// --- end of the methods ---
 
 // The epoch count (and for MobileNetV2 the input side and training-set size) is part of the
 // key: a cached run of another protocol is never mistaken for this one.
@@ -172,40 +154,15 @@ async function runGroup(g: Group, progress: { done: number; total: number; who: 
   const model = baseModel.withClasses(t.classes);
   const base = replaceHead(model, pretrained, seed);
   const env = selectionEnv({ model, params: base, data: t.train, seed });
-  let gpsMask: Mask | undefined;
-  const gpsOf = () => (gpsMask ??= select(gps({ k: 1 }), env));
-  const plainSelectors: Record<string, () => Selector> = { full: () => full(), linear: () => linearProbe(), bias: () => bitfit(), gps: () => gps({ k: 1 }), fps: () => fps({ k: 1 }),
-    // Tab. 6's per-neuron ablations, as ablations() builds them, but without GPS's mask, which they do
-    // not use: a chunk of jobs then selects GPS only when it runs gps, net, layer or net-random.
-    magnitude: () => gps({ k: 1, kernels: neuron(1, magnitude()) }),
-    'neuron-random': () => gps({ k: 1, kernels: neuron(1, random()) }),
-    'head-ce': () => gps({ k: 1, kernels: neuron(1, gradient({ loss: 'ce' })) }),
-  };
-  const ablationOf: Record<string, keyof ReturnType<typeof ablations>> = { net: 'net', layer: 'layer', 'neuron-random': 'neuronRandom', 'net-random': 'netRandom', magnitude: 'magnitude', 'head-ce': 'headCE' };
   for (const { method, lr } of todo) {
     const t0 = performance.now();
-    let selectSeconds = 0;
-    let trainModel = model;
-    let trainParams: Params = base;
-    let mask: Mask;
-    if (method === 'lora' || method === 'spt-lora') {
-      const head = maskOf(model.spec, (l) => l.role === 'head');
-      const plan = method === 'spt-lora' ? spt({ budget: fraction(0.01) }).plan(env) : undefined;
-      const kernels = plan ? plan.lora : Object.keys(model.spec).filter((p) => /blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))\.kernel$/.test(p));
-      const lora = addLora(model, base, kernels, { rank: method === 'lora' ? 4 : 8, seed });
-      trainModel = lora.model;
-      trainParams = lora.params;
-      mask = loraMask(lora, plan ? plan.mask : head);
-    } else if (method in plainSelectors) {
-      const s0 = performance.now();
-      mask = method === 'gps' ? gpsOf() : select(plainSelectors[method]!(), env);
-      selectSeconds = (performance.now() - s0) / 1000;
-    } else {
-      mask = select(ablations(gpsOf())[ablationOf[method]!], env);
-    }
-    const r = fineTune({ model: trainModel, params: trainParams, mask, train: t.train, val: t.val, epochs, learningRate: lr, seed, keepBest: true, progressBar: false, batchSize: BATCH });
+    // One call per method; the shared environment computes each criterion's scores once for all of them.
+    const tuned = prepare(CONFIGS[method]!, { model, params: base, env, seed });
+    const selectSeconds = (performance.now() - t0) / 1000;
+    const { mask } = tuned;
+    const r = fineTune({ ...tuned, train: t.train, val: t.val, epochs, learningRate: lr, keepBest: true, progressBar: false, batchSize: BATCH });
     const c = countMask(mask);
-    const testAccuracy = evaluate(trainModel, r.params, t.test);
+    const testAccuracy = evaluate(tuned.model, r.params, t.test);
     const run: Run = {
       ...(mobile ? { backbone, side, trainSize } : {}),
       task,

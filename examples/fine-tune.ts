@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  addLora,
   adamw,
   applyDelta,
   describeMask,
@@ -13,9 +12,8 @@ import {
   gps,
   initBackend,
   loadDelta,
-  loraMask,
-  maskOf,
   mergeLora,
+  prepare,
   replaceHead,
   saveDelta,
   select,
@@ -48,10 +46,9 @@ writeFileSync(file, saveDelta(extractDelta(model.spec, base, result.params, mask
 const restored = applyDelta(model.spec, base, loadDelta(new Uint8Array(readFileSync(file))));
 console.log(`delta: ${readFileSync(file).length} bytes; reloaded accuracy ${(100 * evaluate(model, restored, task.test)).toFixed(1)}%`);
 
-// 3. LoRA on the attention kernels (plus the head), merged back for inference.
+// 3. LoRA on the attention kernels (plus the head, as the method trains it), merged back for inference.
 const kernels = Object.keys(model.spec).filter((p) => p.endsWith('attn.qkv.kernel'));
-const lora = addLora(model, base, kernels, { rank: 4, seed: 0 });
-const headOnly = maskOf(model.spec, (leaf) => leaf.role === 'head');
-const tunedLora = fineTune({ model: lora.model, params: lora.params, mask: loraMask(lora, headOnly), train, epochs, learningRate: 3e-3 });
-const merged = mergeLora(lora.config, tunedLora.params);
+const lora = prepare({ method: 'lora', rank: 4, kernels }, { model, params: base });
+const tunedLora = fineTune({ ...lora, train, epochs });
+const merged = mergeLora(lora.lora!, tunedLora.params);
 console.log(`LoRA (merged): test accuracy ${(100 * evaluate(model, merged, task.test)).toFixed(1)}%`);

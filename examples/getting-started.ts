@@ -1,15 +1,5 @@
 // Getting started: pick a tiny subset of a pre-trained ViT's own weights for a new task, train only those.
-import {
-  describeMask,
-  evaluate,
-  fineTune,
-  gps,
-  initBackend,
-  replaceHead,
-  select,
-  selectionEnv,
-  subset,
-} from 'sparsetune';
+import { describeMask, evaluate, fineTune, initBackend, loadTuned, prepare, replaceHead, saveTuned, subset } from 'sparsetune';
 import { digits, loadBackbone } from 'sparsetune/node';
 
 await initBackend(); // wasm
@@ -21,9 +11,19 @@ const model = backbone.withClasses(task.classes); //                   a fresh 1
 const params = replaceHead(model, pretrained, 0);
 const train = quick ? subset(task.train, [...Array(64).keys()]) : task.train;
 
-// GPS: for every neuron, its top-1 input connection by |Σ ∇| of a contrastive loss.
-const mask = select(gps({ k: 1 }), selectionEnv({ model, params, data: train }));
-console.log(describeMask(mask));
+// One call from a method to what trains. GPS: for every neuron, its top-1
+// input connection by |Σ ∇| of a contrastive loss; biases and head whole.
+const tuned = prepare({ method: 'gps', k: 1 }, { model, params, data: train });
+console.log(describeMask(tuned.mask));
+console.log(`kernel entries per neuron of blocks.0.mlp.fc1: ${tuned.mask.bits['blocks.0.mlp.fc1.kernel']!.reduce((s, b) => s + b, 0) / model.spec['blocks.0.mlp.fc1.kernel']!.shape[1]!}`);
 
-const { params: tuned } = fineTune({ model, params, mask, train, val: task.val, epochs: quick ? 1 : 8, learningRate: 1e-2, keepBest: true });
-console.log(`test accuracy: ${(100 * evaluate(model, tuned, task.test)).toFixed(1)}%`);
+// fineTune takes the model, params, mask, learning rate and seed prepare chose.
+const result = fineTune({ ...tuned, train, val: task.val, epochs: quick ? 1 : 8, keepBest: true });
+const accuracy = evaluate(tuned.model, result.params, task.test);
+console.log(`test accuracy: ${(100 * accuracy).toFixed(1)}%`);
+
+// One file: the method's config and the delta on the base; it reloads onto the base in one call.
+const bytes = saveTuned(tuned, result.params);
+const back = loadTuned(bytes, { model, params });
+const again = evaluate(back.model, back.params, task.test);
+console.log(`tuned file: ${bytes.length} bytes, method ${JSON.stringify(back.config)}; reloaded: ${again === accuracy ? 'identical' : 'DIFFERS'}`);

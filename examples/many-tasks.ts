@@ -8,14 +8,12 @@ import {
   evaluate,
   extractDelta,
   fineTune,
-  gps,
   initBackend,
   loadDelta,
   mergeDeltas,
+  prepare,
   replaceHead,
   saveDelta,
-  select,
-  selectionEnv,
   subset,
 } from 'sparsetune';
 import { count, loadBackbone, rotation } from 'sparsetune/node';
@@ -33,9 +31,9 @@ const base = replaceHead(model, pretrained, 0);
 // 1. Per task: select, train, keep the delta.
 for (const [name, task] of Object.entries(tasks)) {
   const train = quick ? subset(task.train, [...Array(64).keys()]) : task.train;
-  const mask = select(gps({ k: 1 }), selectionEnv({ model, params: base, data: train }));
-  const tuned = fineTune({ model, params: base, mask, train, val: task.val, epochs: quick ? 1 : 8, learningRate: 3e-3, keepBest: true, progressBar: false });
-  writeFileSync(join(dir, `${name}.delta`), saveDelta(extractDelta(model.spec, base, tuned.params, mask)));
+  const gps = prepare({ method: 'gps', k: 1 }, { model, params: base, data: train });
+  const tuned = fineTune({ ...gps, train, val: task.val, epochs: quick ? 1 : 8, learningRate: 3e-3, keepBest: true, progressBar: false });
+  writeFileSync(join(dir, `${name}.delta`), saveDelta(extractDelta(model.spec, base, tuned.params, gps.mask)));
 }
 
 // 2. Later, anywhere the base is: load a task's delta and apply it.

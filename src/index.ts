@@ -8,6 +8,7 @@
  * - formats: checkpoints and sparse deltas, as checksummed bytes
  * - adapters: LoRA
  * - optim: masked optimizers, schedules, fine-tuning
+ * - methods: one call from a method config to what trains; tuned files
  * - keras: importing Keras/tfjs models and exporting them back
  *
  * @packageDocumentation
@@ -19,4 +20,5 @@ export * from './selection/index.js';
 export * from './formats/index.js';
 export * from './adapters/index.js';
 export * from './optim/index.js';
+export * from './methods/index.js';
 export * from './keras/index.js';

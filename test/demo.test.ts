@@ -15,7 +15,7 @@ describe('npm run demo', () => {
   test.each([
     [['--bogus'], "Unknown option '--bogus'"],
     [['--task', 'cifar'], "--task must be one of digits, fashion-coarse, digits-inverted, digits-noisy, rotation, location, count, got 'cifar'"],
-    [['--methods', 'gps,lora'], "--methods: unknown method 'lora'"],
+    [['--methods', 'gps,gpss'], "--methods: unknown method 'gpss'"],
     [['--epochs', '0'], "--epochs must be an integer ≥ 1, got '0'"],
     [['--backend', 'gpu'], "--backend must be wasm, cpu or tensorflow, got 'gpu'"],
   ])('%j is a clear error', (args, message) => {

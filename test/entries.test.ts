@@ -53,8 +53,9 @@ const LAYERS: Record<string, readonly string[]> = {
   adapters: ['core', 'models', 'selection'],
   optim: ['core', 'models', 'data', 'selection'],
   keras: ['core', 'models'],
+  methods: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim'],
   testing: ['core', 'selection', 'optim'],
-  node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'keras'],
+  node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'methods', 'keras'],
 };
 
 /** Per source file, the relative modules it imports, type-only ones included. */

@@ -17,14 +17,106 @@ describe('guides quote their examples exactly', () => {
   });
 });
 
-describe('examples run', () => {
+/** The number a pattern's first group captures in `out`; the test fails if the line is missing. */
+function num(out: string, pattern: RegExp): number {
+  const m = out.match(pattern);
+  expect(m, `output has no line matching ${pattern}`).not.toBeNull();
+  return Number(m![1]!.replace(/,/g, ''));
+}
+/** A percentage in [0, 100]. */
+const percent = (out: string, pattern: RegExp) => {
+  const v = num(out, pattern);
+  expect(v).toBeGreaterThanOrEqual(0);
+  expect(v).toBeLessThanOrEqual(100);
+  return v;
+};
+
+/**
+ * What each example claims, checked on its output (a quick run: 64 training
+ * images and 1 epoch, so accuracies are only checked to be percentages;
+ * what must hold exactly, such as a reload being identical, is checked exactly).
+ */
+const CLAIMS: Record<string, (out: string) => void> = {
+  'getting-started.ts': (out) => {
+    // GPS keeps k = 1 input connection per neuron, a small fraction of the network.
+    expect(num(out, /kernel entries per neuron of blocks\.0\.mlp\.fc1: ([\d.]+)/)).toBe(1);
+    expect(num(out, /trainable%: ([\d.]+)/)).toBeLessThan(5);
+    percent(out, /test accuracy: ([\d.]+)%/);
+    expect(out).toMatch(/method \{"method":"gps","k":1,[^\n]*reloaded: identical/);
+  },
+  'spt-lora.ts': (out) => {
+    const kernels = num(out, /LoRA on (\d+) kernels/);
+    percent(out, /SPT-LoRA: test accuracy ([\d.]+)%/);
+    percent(out, /merged: test accuracy ([\d.]+)%/);
+    const [separate, merged, checkpoint] = [/tuned file: (\d+) bytes with adapters/, /, (\d+) merged/, /the checkpoint is (\d+) bytes/].map((re) => num(out, re));
+    expect(separate).toBeLessThan(checkpoint!);
+    // Merged, the delta holds each adapted kernel whole: larger than its rank-8 adapters.
+    if (kernels > 0) expect(merged).toBeGreaterThan(separate!);
+    expect(out).toMatch(/reloaded \(adapters separate, rank 8\): identical/);
+  },
+  'fine-tune.ts': (out) => {
+    const tuned = percent(out, /GPS: best epoch \d+, test accuracy ([\d.]+)%/);
+    expect(num(out, /delta: (\d+) bytes/)).toBeGreaterThan(0);
+    expect(percent(out, /reloaded accuracy ([\d.]+)%/)).toBe(tuned);
+    percent(out, /LoRA \(merged\): test accuracy ([\d.]+)%/);
+  },
+  'many-tasks.ts': (out) => {
+    percent(out, /rotation: \d+ bytes, test accuracy ([\d.]+)%/);
+    percent(out, /count: \d+ bytes, test accuracy ([\d.]+)%/);
+    expect(out).toContain('another base: applyDelta: the delta was made on other base weights');
+    expect(out).toMatch(/overlap: mergeDeltas: both change entry \d+ of '/);
+    expect(num(out, /merged, the later delta winning: (\d+) entries/)).toBeGreaterThan(0);
+  },
+  'select-gps.ts': (out) => {
+    // Every ablation chooses exactly as many kernel entries as GPS.
+    const counts = [...out.matchAll(/^(\S+) +(\d+) kernel entries$/gm)].map((m) => Number(m[2]));
+    expect(counts).toHaveLength(6);
+    expect(new Set(counts).size).toBe(1);
+    expect(num(out, /^GPS +trainable params: ([\d,]+)/m)).toBeGreaterThan(0);
+    num(out, /LoRA on (\d+) kernels/);
+  },
+  'models-and-data.ts': (out) => {
+    expect(out).toMatch(/leaves: \d+ \| qkv kernel: \{ shape: \[ 32, 96 \], dtype: 'float32', role: 'kernel', neuronAxis: 1 \}/);
+    expect(out.match(/^\S+ +(natural|specialized|structured) +\d+-way 800 200 100$/gm)).toHaveLength(7);
+    percent(out, /untrained head on rotation: ([\d.]+)%/);
+    expect(num(out, /reloaded (\d+) leaves/)).toBe(num(out, /leaves: (\d+)/));
+    expect(out).toContain("loadCheckpoint: the file's spec differs from the model's");
+  },
+  'your-data.ts': (out) => {
+    percent(out, /images: test accuracy ([\d.]+)%/);
+    percent(out, /features: test accuracy ([\d.]+)%/);
+    const m = out.match(/regression: test MSE ([\d.]+) → ([\d.]+)/);
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBeLessThan(Number(m![1]));
+  },
+  'your-model.ts': (out) => {
+    expect(out).toContain('same spec either way: true');
+    expect(num(out, /max \|imported − keras\.predict\|: ([\d.e+-]+)/)).toBeLessThan(1e-4);
+    percent(out, /test accuracy ([\d.]+)%/);
+    expect(num(out, /max \|served − sparsetune\|: ([\d.e+-]+)/)).toBeLessThan(1e-4);
+  },
+  'pretrained-mobilenet.ts': (out) => {
+    expect(num(out, /max \|imported − keras\.predict\| at \d+×\d+: ([\d.e+-]+)/)).toBeLessThan(1e-3);
+    expect(num(out, /GPS trains \d+ of \d+ entries \(([\d.]+)%\)/)).toBeLessThan(10);
+    percent(out, /test accuracy after: +([\d.]+)%/);
+    expect(num(out, /max \|served − sparsetune\| ([\d.e+-]+)/)).toBeLessThan(1e-3);
+  },
+  'testing-a-criterion.ts': (out) => expect(out).toContain('taylor: selector and criterion laws hold'),
+  'typed-shapes.ts': (out) => {
+    expect(out).toMatch(/logits \[ \d+, 10 \]/);
+    expect(out).toContain('checked: argument images: expected [B, 784], got [32, 785]');
+  },
+};
+
+describe('examples do what they say', () => {
+  test('every example has its claims checked', () => expect(Object.keys(CLAIMS).sort()).toEqual([...examples].sort()));
   test.each(examples)('%s', (file) => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', `examples/${file}`], {
       cwd: root,
       env: { ...process.env, SPARSETUNE_QUICK: '1' },
       encoding: 'utf8',
     });
-    expect(out.length).toBeGreaterThan(0);
+    CLAIMS[file]!(out);
   });
 });
 

@@ -7,7 +7,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { combine, filterTree, matmul, mapTree, paramSpec, randomUniform, rng, SpecError, tree, type Dim, type Params, type Tensor, ConfigError } from '../core/index.js';
+import { assertMatchesSpec, combine, filterTree, matmul, mapTree, paramSpec, randomUniform, rng, SpecError, tree, type Dim, type ParamSpec, type Params, type Tensor, ConfigError } from '../core/index.js';
 import type { ApplyOptions, Model } from '../models/index.js';
 import { maskAlgebra, maskOf, type Mask } from '../selection/index.js';
 
@@ -71,53 +71,90 @@ export function addLora<I extends readonly (number | string)[], F extends number
 ): LoraModel<I, F, K> {
   const rank = options.rank ?? 8;
   const alpha = options.alpha ?? rank;
-  if (!Number.isInteger(rank) || rank < 1) throw new ConfigError(`addLora: rank must be a positive integer, got ${rank}`);
-  for (const k of kernels) {
-    const leaf = model.spec[k];
-    if (!leaf || leaf.shape.length !== 2) throw new SpecError(`addLora: '${k}' is not a 2-D kernel of the model`);
-  }
+  checkConfig('addLora', model, kernels, rank);
   const config: LoraConfig = { kernels: [...kernels], rank, alpha };
-  const adapterSpec = paramSpec(
-    kernels.flatMap((k) => {
-      const [din, dout] = model.spec[k]!.shape as [number, number];
+  const seed = options.seed ?? 0;
+  return { model: wrap(model, config, seed), params: combine(params, initAdapters(model.spec, config, seed)), config };
+}
+
+/** Fresh adapters for `config`'s kernels: A Kaiming-uniform from `seed`, B zero. */
+function initAdapters(spec: ParamSpec, config: LoraConfig, seed: number): Params {
+  const r = rng(seed).fork('lora');
+  return tree(
+    config.kernels.flatMap((k) => {
+      const [din, dout] = spec[k]!.shape as [number, number];
       const [pa, pb] = adapterPaths(k);
+      // Kaiming-uniform with a = √5 on fan-in d_in, as PEFT: bound 1/√d_in.
+      const bound = 1 / Math.sqrt(din);
       return [
-        [pa, { shape: [din, rank], role: 'adapter', neuronAxis: 1 }],
-        [pb, { shape: [rank, dout], role: 'adapter', neuronAxis: 1 }],
+        [pa, randomUniform(r.fork(pa), [din, config.rank], -bound, bound)],
+        [pb, tf.zeros([config.rank, dout])],
       ] as const;
     }),
   );
-  const spec = combine(model.spec, adapterSpec);
-  const initAdapters = (seed: number): Params => {
-    const r = rng(seed).fork('lora');
-    return tree(
-      kernels.flatMap((k) => {
-        const [din, dout] = model.spec[k]!.shape as [number, number];
-        const [pa, pb] = adapterPaths(k);
-        // Kaiming-uniform with a = √5 on fan-in d_in, as PEFT: bound 1/√d_in.
-        const bound = 1 / Math.sqrt(din);
-        return [
-          [pa, randomUniform(r.fork(pa), [din, rank], -bound, bound)],
-          [pb, tf.zeros([rank, dout])],
-        ] as const;
-      }),
-    );
-  };
-  const wrapped: Model<I, F, K> = {
+}
+
+/** The spec of `config`'s adapters on `spec`'s kernels. */
+function adapterSpecOf(spec: ParamSpec, config: LoraConfig): ParamSpec {
+  return paramSpec(
+    config.kernels.flatMap((k) => {
+      const [din, dout] = spec[k]!.shape as [number, number];
+      const [pa, pb] = adapterPaths(k);
+      return [
+        [pa, { shape: [din, config.rank], role: 'adapter', neuronAxis: 1 }],
+        [pb, { shape: [config.rank, dout], role: 'adapter', neuronAxis: 1 }],
+      ] as const;
+    }),
+  );
+}
+
+/** The model computing with `W + A·B·α/r` on `config`'s kernels; `seed` draws the adapters of `init` and `withClasses`. */
+function wrap<I extends readonly (number | string)[], F extends number, K extends number>(model: Model<I, F, K>, config: LoraConfig, seed: number): Model<I, F, K> {
+  return {
     ...model,
-    spec,
+    spec: combine(model.spec, adapterSpecOf(model.spec, config)),
     config: { ...model.config, lora: config },
-    init: (seed) => combine(model.init(seed), initAdapters(seed)),
+    init: (s) => combine(model.init(s), initAdapters(model.spec, config, s)),
     apply<B extends Dim>(p: Params, x: Tensor<readonly [B, ...I]>, o?: ApplyOptions) {
       // The merged kernels are temporaries: only features and logits leave the scope.
       return tf.tidy(() => ({ ...model.apply(effective(config, p), x, o) }) as unknown as tf.TensorContainerObject) as unknown as ReturnType<typeof model.apply<B>>;
     },
-    withClasses: <K2 extends number>(k2: K2) => {
-      const next = model.withClasses(k2);
-      return addLora(next, next.init(options.seed ?? 0), kernels, options).model;
-    },
+    // Only the model: no parameters are drawn (and left undisposed) for it.
+    withClasses: <K2 extends number>(k2: K2) => wrap(model.withClasses(k2), config, seed),
   };
-  return { model: wrapped, params: combine(params, initAdapters(options.seed ?? 0)), config };
+}
+
+/**
+ * A LoRA model around saved adapters: what {@link addLora} returns, with
+ * `adapters` (say, read back from a file) in place of fresh ones. The
+ * config is checked against the model (2-D kernels, a positive integer
+ * rank, a finite positive α) and the adapters against the spec they must
+ * have; a mismatch is a {@link SpecError} (a bad config a {@link ConfigError})
+ * and nothing is built. The returned parameters are `params` and
+ * `adapters`' own tensors.
+ * @example
+ * ```ts
+ * const again = restoreLora(model, base, lora.config, adaptersOf(lora.config, tuned));
+ * evaluate(again.model, again.params, task.test);
+ * ```
+ * @category LoRA
+ */
+export function restoreLora<I extends readonly (number | string)[], F extends number, K extends number>(model: Model<I, F, K>, params: Params, config: LoraConfig, adapters: Params): LoraModel<I, F, K> {
+  checkConfig('restoreLora', model, config.kernels, config.rank);
+  if (!(typeof config.alpha === 'number' && Number.isFinite(config.alpha) && config.alpha > 0)) throw new ConfigError(`restoreLora: alpha must be a finite number > 0, got ${String(config.alpha)}`);
+  const spec = adapterSpecOf(model.spec, config);
+  assertMatchesSpec(spec, adapters, 'restoreLora: adapters');
+  const own: LoraConfig = { kernels: [...config.kernels], rank: config.rank, alpha: config.alpha };
+  return { model: wrap(model, own, 0), params: combine(params, adapters), config: own };
+}
+
+/** A ConfigError for a bad rank, a SpecError for a kernel the model lacks or that is not 2-D. */
+function checkConfig(what: string, model: Model<readonly (number | string)[], number, number>, kernels: readonly string[], rank: number): void {
+  if (!Number.isInteger(rank) || rank < 1) throw new ConfigError(`${what}: rank must be a positive integer, got ${rank}`);
+  for (const k of kernels) {
+    const leaf = Object.hasOwn(model.spec, k) ? model.spec[k] : undefined;
+    if (!leaf || leaf.shape.length !== 2) throw new SpecError(`${what}: '${k}' is not a 2-D kernel of the model`);
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * `sparsetune/node`: what needs Node's file system or terminal. The shipped
- * backbones read from the package's `checkpoints/`, checkpoints and deltas
- * read from and written to files, TensorFlow.js models in a directory
+ * backbones read from the package's `checkpoints/`, checkpoints, deltas and
+ * tuned files read from and written to files, TensorFlow.js models in a directory
  * (`model.json` + weight shards), image folders (`loadImageFolder`), the datasets the `mnist` and
  * `fashion-mnist` packages ship and the mini-VTAB-1k tasks drawn from them,
  * and a progress bar on stderr. Everything else, and the byte-level
@@ -25,7 +25,7 @@ import { setDefaultProgress } from '../optim/train.js';
 import { stderrProgressBar } from './progress.js';
 
 export { checkpointPath, loadBackbone } from './backbones.js';
-export { readCheckpoint, readDelta, writeCheckpoint, writeDelta } from './files.js';
+export { readCheckpoint, readDelta, readTuned, writeCheckpoint, writeDelta, writeTuned } from './files.js';
 export { writeFileAtomic } from './atomic.js';
 export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITION_SEED } from '../data/datasets.js';
 export * from '../data/tasks.js';
