@@ -103,8 +103,11 @@ export function addLora<I extends readonly (number | string)[], F extends number
       }),
     );
   };
+  // Without the base model's applyHead: the head may carry adapters, so its
+  // logits are not the base head's on the features.
+  const { applyHead: _baseHead, ...base } = model;
   const wrapped: Model<I, F, K> = {
-    ...model,
+    ...base,
     spec,
     config: { ...model.config, lora: config },
     init: (seed) => combine(model.init(seed), initAdapters(seed)),
