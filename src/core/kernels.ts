@@ -113,6 +113,8 @@ export interface SparseGradEntries {
   readonly shape: readonly [number, number];
   /** Number of entries. */
   readonly count: number;
+  /** The same entries on the host: row-major flat index, row and column of each. */
+  readonly host: { readonly flat: Int32Array; readonly rows: Int32Array; readonly cols: Int32Array };
   /** Frees the index tensors. */
   dispose(): void;
 }
@@ -125,7 +127,7 @@ export interface SparseGradEntries {
  * with fewer than `K·N / SPARSE_ENTRY_COST` entries the sparse gradient is
  * the cheaper.
  */
-export const SPARSE_ENTRY_COST = 24;
+export const SPARSE_ENTRY_COST = 32;
 
 /**
  * Index tensors for the gradient of the entries `flat` (row-major flat
@@ -164,7 +166,7 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
     cols: tf.tensor1d(cols, 'int32'),
     coords: tf.tensor2d(coords, [flat.length, 2], 'int32'),
   };
-  return { ...t, shape: [k, n], count: flat.length, dispose: () => tf.dispose(Object.values(t)) };
+  return { ...t, shape: [k, n], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
 }
 
 // The weights whose gradient is wanted at some entries (by their data, so a
@@ -198,10 +200,34 @@ export function withSparseWeightGrads<T>(weights: ReadonlyMap<tf.Tensor, SparseG
   }
 }
 
-/** Σ_r a[r, i]·g[r, j] at the wanted (i, j), scattered into a zero `[K, N]`. */
+/**
+ * Σ_r a[r, i]·g[r, j] at the wanted (i, j), zeros elsewhere. On the
+ * backends whose data lives in this thread (wasm, cpu: reading it is a
+ * copy, not a device sync) the sums run here, row by row over contiguous
+ * rows, in float64: wasm's GatherV2 is an element-by-element loop that
+ * costs more than the whole dense product. Elsewhere: gathered columns, a
+ * product, a column sum and a scatter.
+ */
 function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor {
-  const values = tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0);
-  return tf.scatterND(e.coords, values, [...e.shape]);
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') {
+    const values = tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0);
+    return tf.scatterND(e.coords, values, [...e.shape]);
+  }
+  const [k, n] = e.shape;
+  const av = a.dataSync() as Float32Array;
+  const gv = g.dataSync() as Float32Array;
+  const { flat, rows, cols } = e.host;
+  const acc = new Float64Array(e.count);
+  const r = a.shape[0]!;
+  for (let row = 0; row < r; row++) {
+    const ao = row * k;
+    const go = row * n;
+    for (let q = 0; q < acc.length; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
+  }
+  const out = new Float32Array(k * n);
+  for (let q = 0; q < acc.length; q++) out[flat[q]!] = acc[q]!;
+  return tf.tensor2d(out, [k, n]);
 }
 
 tf.registerGradient({
