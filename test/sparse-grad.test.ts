@@ -87,7 +87,7 @@ describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
   });
 
   test('the cost model keeps dense gradients for many entries, and rejects bad indices', () => {
-    expect(sparseGradEntries([8, 8], pick(8, 8, 60, 1))).toBeUndefined();
+    expect(sparseGradEntries([8, 8], pick(8, 8, 2, 1))).toBeUndefined();
     expect(sparseGradEntries([4, 4, 4], [1])).toBeUndefined();
     const few = sparseGradEntries([256, 256], [3, 9]);
     expect(few?.count).toBe(2);
