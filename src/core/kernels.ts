@@ -1,6 +1,6 @@
 /**
  * Kernels and their gradients, apart from the typed ops that call them (as
- * tfjs keeps op, kernel and gradient apart). Two reasons they exist:
+ * tfjs keeps op, kernel and gradient apart). Why they exist:
  *
  * - matmul: tfjs's gradient of `matMul` uses transposed products, which
  *   leave wasm's XNNPACK fast path and run ~3× slower; ours is a kernel of
@@ -9,6 +9,13 @@
  * - convolutions: wasm registers no `Conv2DBackpropFilter` and no depthwise
  *   backprop kernels, so stock tfjs cannot train a conv net there; ours
  *   carry gradients made of forward ops only.
+ * - cost that follows what trains: matmul and convolutions are registered
+ *   kernels, whose gradients the tape asks for per input, so a frozen
+ *   weight gets no gradient and the data under the first trainable layer
+ *   none either; {@link withSparseWeightGrads} computes a dense weight's
+ *   gradient at the entries a mask selects only.
+ * - GELU and layer norm: hand-written gradients with fewer kernels than
+ *   tfjs's autodiff of their compositions, and GELU without wasm's slow Tanh.
  *
  * `useStockGradients(true)` routes every typed op back through plain tfjs
  * ops and tfjs's own gradients, for side-by-side benchmarks and reference
@@ -28,8 +35,9 @@ const swapLast = (rank: number): number[] => {
 let stock = false;
 
 /**
- * Routes `matmul`, `batchMatmul`, `linear` and `conv2d` through plain tfjs
- * ops and tfjs's own gradients (`true`) or the custom gradients (`false`,
+ * Routes `matmul`, `batchMatmul`, `linear`, the convolutions, `gelu` and
+ * `layerNorm` through plain tfjs ops and tfjs's own gradients (`true`) or
+ * the custom gradients (`false`,
  * the default). For side-by-side benchmarks and reference checks only: the
  * stock path is slower on wasm and cannot train a convolution there.
  * @example
@@ -101,7 +109,15 @@ function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 // and j of δ, a product and a sum over rows — O(R·n) — instead of the whole
 // xᵀδ, O(R·K·N).
 
-/** The entries of one weight whose gradient is wanted: from {@link sparseGradEntries}. */
+/**
+ * The entries of one weight whose gradient is wanted: from {@link sparseGradEntries}.
+ * @example
+ * ```ts
+ * const e = sparseGradEntries([64, 192], [0, 193], true)!; // e.count === 2, e.shape: [64, 192]
+ * e.dispose();
+ * ```
+ * @category Backends
+ */
 export interface SparseGradEntries {
   /** Row (input) index of each entry, int32 `[n]`. */
   readonly rows: tf.Tensor1D;
@@ -128,6 +144,11 @@ export interface SparseGradEntries {
  * `K·N / SPARSE_ENTRY_COST` entries the sparse gradient is the cheaper: a
  * per-neuron top-1 on a 768-wide kernel by a factor of 12, on the shipped
  * ViT's 64-wide ones about break-even.
+ * @example
+ * ```ts
+ * const sparseIsCheaper = entries * SPARSE_ENTRY_COST < k * n;
+ * ```
+ * @category Backends
  */
 export const SPARSE_ENTRY_COST = 64;
 
@@ -135,8 +156,8 @@ export const SPARSE_ENTRY_COST = 64;
  * Index tensors for the gradient of the entries `flat` (row-major flat
  * indices) of a dense weight of `shape` `[K, N]`, or `undefined` when there
  * are so many that the dense gradient is cheaper (see
- * {@link SPARSE_ENTRY_COST}) or the weight is not a matrix. Dispose them
- * when training ends.
+ * {@link SPARSE_ENTRY_COST}; `force` skips that test) or the weight is not
+ * a matrix. Dispose them when training ends.
  * @example
  * ```ts
  * const entries = sparseGradEntries([64, 192], Int32Array.from([0, 193, 400]));

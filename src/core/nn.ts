@@ -35,7 +35,10 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 
 /**
  * GELU, tanh approximation (as ViT implementations use):
- * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
+ * `x·σ(2√(2/π)·(x + 0.044715·x³))` with a hand-written gradient (wasm's
+ * Tanh is a scalar loop, its Sigmoid vectorised); equal to the tanh form to
+ * float rounding.
  * @example
  * ```ts
  * const h = gelu(dense); // same shape as dense
