@@ -200,7 +200,7 @@ let byKey: readonly SparseGradEntries[] = [];
 /**
  * Runs `f` (a gradient computation: `tf.grads`, `tf.valueAndGrads`, …) with
  * the gradient of each weight in `weights` computed at its listed entries
- * only, zeros elsewhere, wherever the weight enters {@link fastMatMul} as
+ * only, zeros elsewhere, wherever the weight enters the matmul kernel as
  * the right-hand operand of a 2-D product (`matmul`, `linear`, `dense`).
  * The result equals the dense gradient at those entries to float rounding
  * (a column sum instead of XNNPACK's product: another summation order).
@@ -326,7 +326,7 @@ function runConv(kernel: string, base: string, x: tf.Tensor, f: tf.Tensor, pads:
 /**
  * Conv2d at any stride (stride 1 included), a kernel of its own with a
  * registered gradient of forward ops only, lazy per input (see
- * {@link ensureKernel}): d input = the output gradient dilated by the
+ * `ensureKernel`): d input = the output gradient dilated by the
  * stride, fully padded and convolved with the flipped, in/out-swapped
  * filter; d filter = the padded input convolved with the dilated output
  * gradient, batch and channels swapped.
