@@ -124,6 +124,7 @@ describe('the guides show the committed benchmark results', () => {
   test.each([
     ['docs/benchmarks.md', 'bench/results/accuracy/accuracy.md'],
     ['docs/benchmarks.md', 'bench/results/speed.md'],
+    ['docs/benchmarks.md', 'bench/results/step-wasm.md'],
     ['docs/your-model.md', 'bench/results/keras-mobilenet.md'],
   ])('%s shows %s', (doc, file) => {
     const guide = readFileSync(`${root}${doc}`, 'utf8');

@@ -63,6 +63,17 @@ describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
         (x, w) => batchMatmul(any(x) as Tensor<[number, number, number, number]>, any(w) as Tensor<[number, number, number, number]>),
         (x, w) => tf.matMul(x, w),
       ],
+      // The stock compositions are the references: ours are hand-written gradients of the same functions.
+      ['gelu', () => [tf.mul(rand([4, 6]), 2)], (x) => gelu(any(x)), (x) => tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1))],
+      [
+        'layerNorm',
+        () => [rand([3, 4, 8]), rand([8]), rand([8])],
+        (x, g, b) => layerNorm(any(x) as Tensor<[number, number]>, any(g) as Tensor<[number]>, any(b) as Tensor<[number]>),
+        (x, g, b) => {
+          const c = tf.sub(x, tf.mean(x, -1, true));
+          return tf.add(tf.mul(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), 1e-5))), g), b);
+        },
+      ],
       ['linear', () => [rand([2, 3, 4]), rand([4, 5])], (x, w) => linear(any(x) as Tensor<[number, number, number]>, any(w) as Tensor<[number, number]>), (x, w) => tf.reshape(tf.matMul(tf.reshape(x, [6, 4]), w), [2, 3, 5])],
       ...(['same', 'valid'] as const).flatMap((pad) =>
         [

@@ -110,8 +110,11 @@ function adapterSpecOf(spec: ParamSpec, config: LoraConfig): ParamSpec {
 
 /** The model computing with `W + A·B·α/r` on `config`'s kernels; `seed` draws the adapters of `init` and `withClasses`. */
 function wrap<I extends readonly (number | string)[], F extends number, K extends number>(model: Model<I, F, K>, config: LoraConfig, seed: number): Model<I, F, K> {
+  // Without the base model's applyHead: the head may carry adapters, so its
+  // logits are not the base head's on the features.
+  const { applyHead: _baseHead, ...base } = model;
   return {
-    ...model,
+    ...base,
     spec: combine(model.spec, adapterSpecOf(model.spec, config)),
     config: { ...model.config, lora: config },
     init: (s) => combine(model.init(s), initAdapters(model.spec, config, s)),

@@ -1,6 +1,6 @@
 /**
  * Kernels and their gradients, apart from the typed ops that call them (as
- * tfjs keeps op, kernel and gradient apart). Two reasons they exist:
+ * tfjs keeps op, kernel and gradient apart). Why they exist:
  *
  * - matmul: tfjs's gradient of `matMul` uses transposed products, which
  *   leave wasm's XNNPACK fast path and run ~3× slower; ours is a kernel of
@@ -9,6 +9,13 @@
  * - convolutions: wasm registers no `Conv2DBackpropFilter` and no depthwise
  *   backprop kernels, so stock tfjs cannot train a conv net there; ours
  *   carry gradients made of forward ops only.
+ * - cost that follows what trains: matmul and convolutions are registered
+ *   kernels, whose gradients the tape asks for per input, so a frozen
+ *   weight gets no gradient and the data under the first trainable layer
+ *   none either; {@link withSparseWeightGrads} computes a dense weight's
+ *   gradient at the entries a mask selects only.
+ * - GELU and layer norm: hand-written gradients with fewer kernels than
+ *   tfjs's autodiff of their compositions, and GELU without wasm's slow Tanh.
  *
  * `useStockGradients(true)` routes every typed op back through plain tfjs
  * ops and tfjs's own gradients, for side-by-side benchmarks and reference
@@ -28,8 +35,9 @@ const swapLast = (rank: number): number[] => {
 let stock = false;
 
 /**
- * Routes `matmul`, `batchMatmul`, `linear` and `conv2d` through plain tfjs
- * ops and tfjs's own gradients (`true`) or the custom gradients (`false`,
+ * Routes `matmul`, `batchMatmul`, `linear`, the convolutions, `gelu` and
+ * `layerNorm` through plain tfjs ops and tfjs's own gradients (`true`) or
+ * the custom gradients (`false`,
  * the default). For side-by-side benchmarks and reference checks only: the
  * stock path is slower on wasm and cannot train a convolution there.
  * @example
@@ -56,82 +64,214 @@ export function stockGradients(): boolean {
 }
 
 /**
+ * Registers `name` on the current backend as a thin wrapper over that
+ * backend's own kernel `base` (once per backend), so ops of our own can carry
+ * registered gradients. Registered (rather than `tf.customGrad`) because
+ * registered gradients are lazy per input: the tape skips the gradient of an
+ * input that does not depend on what is differentiated — the data entering a
+ * model's first layer, a frozen leaf's weight gradient — while a custom
+ * gradient computes every input's gradient.
+ */
+function ensureKernel(name: string, base: string, attrsOf: (attrs: tf.NamedAttrMap) => tf.NamedAttrMap): void {
+  const backend = tf.getBackend();
+  if (tf.getKernel(name, backend) !== undefined) return;
+  const plain = tf.getKernel(base, backend);
+  if (plain === undefined) throw new Error(`${name}: backend '${backend}' has no ${base} kernel`);
+  tf.registerKernel({
+    kernelName: name,
+    backendName: backend,
+    kernelFunc: ({ inputs, backend: b, attrs }) => plain.kernelFunc({ inputs, backend: b, attrs: attrsOf(attrs ?? {}) }),
+  });
+}
+
+/**
  * Our matmul is a kernel of its own, `SparsetuneMatMul`, that runs each
  * backend's plain `BatchMatMul` and carries a registered gradient of
- * explicit transposes and plain products. Registered (rather than a
- * `tf.customGrad`) because registered gradients are lazy: the tape skips
- * the gradient of an input that does not depend on what is differentiated
- * — the data entering a model's first layer — while a custom gradient
- * computes every input's gradient.
+ * explicit transposes and plain products (tfjs's own uses transposed
+ * products, off wasm's fast path).
  */
 const KERNEL = 'SparsetuneMatMul';
-const registeredOn = new Set<string>();
 
 function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  const backend = tf.getBackend();
-  if (!registeredOn.has(backend)) {
-    const plain = tf.getKernel('BatchMatMul', backend);
-    if (plain === undefined) throw new Error(`matmul: backend '${backend}' has no BatchMatMul kernel`);
-    tf.registerKernel({
-      kernelName: KERNEL,
-      backendName: backend,
-      kernelFunc: ({ inputs, backend: b }) => plain.kernelFunc({ inputs, backend: b, attrs: { transposeA: false, transposeB: false } }),
-    });
-    registeredOn.add(backend);
+  ensureKernel(KERNEL, 'BatchMatMul', () => ({ transposeA: false, transposeB: false }));
+  // A weight whose gradient is wanted at some entries only is marked here, by
+  // the key of its entries, for the gradient function: that sees the tape's
+  // copy of the weight (on wasm, other data), not the weight itself.
+  const key = a.rank === 2 && b.rank === 2 ? wanted?.get(b.dataId) : undefined;
+  return tf.engine().runKernel(KERNEL, { a, b }, key === undefined ? {} : { entries: key }) as tf.Tensor;
+}
+
+// ---------------------------------------------------------------------------
+// Weight gradients only where they are needed. A masked optimizer reads a
+// partly selected kernel's gradient at its selected entries alone; for a
+// dense weight w [K, N] in y = x·w, entry (i, j) of that gradient is
+// Σ_r x[r, i]·δ[r, j], so a few entries cost a gather of the columns i of x
+// and j of δ, a product and a sum over rows — O(R·n) — instead of the whole
+// xᵀδ, O(R·K·N).
+
+/**
+ * The entries of one weight whose gradient is wanted: from {@link sparseGradEntries}.
+ * @example
+ * ```ts
+ * const e = sparseGradEntries([64, 192], [0, 193], true)!; // e.count === 2, e.shape: [64, 192]
+ * e.dispose();
+ * ```
+ * @category Backends
+ */
+export interface SparseGradEntries {
+  /** Row (input) index of each entry, int32 `[n]`. */
+  readonly rows: tf.Tensor1D;
+  /** Column (output) index of each entry, int32 `[n]`. */
+  readonly cols: tf.Tensor1D;
+  /** `[row, col]` of each entry, int32 `[n, 2]`, where the values are scattered. */
+  readonly coords: tf.Tensor2D;
+  /** The weight's shape `[K, N]`. */
+  readonly shape: readonly [number, number];
+  /** Number of entries. */
+  readonly count: number;
+  /** The same entries on the host: row-major flat index, row and column of each. */
+  readonly host: { readonly flat: Int32Array; readonly rows: Int32Array; readonly cols: Int32Array };
+  /** Frees the index tensors. */
+  dispose(): void;
+}
+
+/**
+ * How many times the cost of one multiply-accumulate of a dense weight
+ * gradient one wanted entry costs, per row of the batch. Measured inside
+ * `fineTune` on the shipped ViT on wasm (GPS, 17 kernels, batch 32): the
+ * host sums took 29 ms per step for 1.3M products, XNNPACK's transposes and
+ * products 41 ms for the dense 107M, a ratio of about 60. With fewer than
+ * `K·N / SPARSE_ENTRY_COST` entries the sparse gradient is the cheaper: a
+ * per-neuron top-1 on a 768-wide kernel by a factor of 12, on the shipped
+ * ViT's 64-wide ones about break-even.
+ * @example
+ * ```ts
+ * const sparseIsCheaper = entries * SPARSE_ENTRY_COST < k * n;
+ * ```
+ * @category Backends
+ */
+export const SPARSE_ENTRY_COST = 64;
+
+/**
+ * Index tensors for the gradient of the entries `flat` (row-major flat
+ * indices) of a dense weight of `shape` `[K, N]`, or `undefined` when there
+ * are so many that the dense gradient is cheaper (see
+ * {@link SPARSE_ENTRY_COST}; `force` skips that test) or the weight is not
+ * a matrix. Dispose them when training ends.
+ * @example
+ * ```ts
+ * const entries = sparseGradEntries([64, 192], Int32Array.from([0, 193, 400]));
+ * try {
+ *   const g = withSparseWeightGrads(new Map([[w, entries!]]), () => tf.grads(loss)([w]));
+ * } finally {
+ *   entries?.dispose();
+ * }
+ * ```
+ * @category Backends
+ */
+export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<number>, force = false): SparseGradEntries | undefined {
+  if (shape.length !== 2) return undefined;
+  const [k, n] = shape as [number, number];
+  if (!force && flat.length * SPARSE_ENTRY_COST >= k * n) return undefined;
+  const rows = new Int32Array(flat.length);
+  const cols = new Int32Array(flat.length);
+  const coords = new Int32Array(2 * flat.length);
+  for (let e = 0; e < flat.length; e++) {
+    const f = flat[e]!;
+    if (!Number.isInteger(f) || f < 0 || f >= k * n) throw new RangeError(`sparseGradEntries: index ${f} is outside a [${k}, ${n}] weight`);
+    rows[e] = Math.floor(f / n);
+    cols[e] = f % n;
+    coords[2 * e] = rows[e]!;
+    coords[2 * e + 1] = cols[e]!;
   }
-  return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
+  const t = {
+    rows: tf.tensor1d(rows, 'int32'),
+    cols: tf.tensor1d(cols, 'int32'),
+    coords: tf.tensor2d(coords, [flat.length, 2], 'int32'),
+  };
+  return { ...t, shape: [k, n], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
+}
+
+// The weights whose gradient is wanted at some entries (by their data, so a
+// copy of the same tensor object counts too), each with a key into `byKey`.
+let wanted: ReadonlyMap<object, number> | undefined;
+let byKey: readonly SparseGradEntries[] = [];
+
+/**
+ * Runs `f` (a gradient computation: `tf.grads`, `tf.valueAndGrads`, …) with
+ * the gradient of each weight in `weights` computed at its listed entries
+ * only, zeros elsewhere, wherever the weight enters the matmul kernel as
+ * the right-hand operand of a 2-D product (`matmul`, `linear`, `dense`).
+ * The result equals the dense gradient at those entries to float rounding
+ * (a column sum instead of XNNPACK's product: another summation order).
+ * `fineTune` does this for every partly selected kernel the cost model
+ * favours. Not reentrant.
+ * @example
+ * ```ts
+ * const [gw] = withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads((w) => tf.sum(linear(x, w)))([w]));
+ * ```
+ * @category Backends
+ */
+export function withSparseWeightGrads<T>(weights: ReadonlyMap<tf.Tensor, SparseGradEntries>, f: () => T): T {
+  const previous = [wanted, byKey] as const;
+  byKey = [...weights.values()];
+  wanted = new Map([...weights.keys()].map((w, i) => [w.dataId, i]));
+  try {
+    return f();
+  } finally {
+    [wanted, byKey] = previous;
+  }
+}
+
+/**
+ * Σ_r a[r, i]·g[r, j] at the wanted (i, j), zeros elsewhere. On the
+ * backends whose data lives in this thread (wasm, cpu: reading it is a
+ * copy, not a device sync) the sums run here, row by row over contiguous
+ * rows, in float64: wasm's GatherV2 is an element-by-element loop that
+ * costs more than the whole dense product. Elsewhere: gathered columns, a
+ * product, a column sum and a scatter.
+ */
+function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor {
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') {
+    const values = tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0);
+    return tf.scatterND(e.coords, values, [...e.shape]);
+  }
+  const [k, n] = e.shape;
+  const av = a.dataSync() as Float32Array;
+  const gv = g.dataSync() as Float32Array;
+  const { flat, rows, cols } = e.host;
+  const acc = new Float64Array(e.count);
+  const r = a.shape[0]!;
+  for (let row = 0; row < r; row++) {
+    const ao = row * k;
+    const go = row * n;
+    for (let q = 0; q < acc.length; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
+  }
+  const out = new Float32Array(k * n);
+  for (let q = 0; q < acc.length; q++) out[flat[q]!] = acc[q]!;
+  return tf.tensor2d(out, [k, n]);
 }
 
 tf.registerGradient({
   kernelName: KERNEL,
   inputsToSave: ['a', 'b'],
-  gradFunc: (dy, saved) => {
+  gradFunc: (dy, saved, attrs) => {
     const [a, b] = saved as [tf.Tensor, tf.Tensor];
     const g = dy as tf.Tensor;
+    const key = attrs['entries'] as number | undefined;
     return {
       a: () => kernelMatMul(g, tf.transpose(b, swapLast(b.rank))),
-      b: () => kernelMatMul(tf.transpose(a, swapLast(a.rank)), g),
+      b: () => {
+        const e = key === undefined ? undefined : byKey[key];
+        return e ? sparseWeightGrad(a, g, e) : kernelMatMul(tf.transpose(a, swapLast(a.rank)), g);
+      },
     };
   },
 });
 
 /** The matmul every typed op uses: ours unless {@link useStockGradients} is on. */
 export const fastMatMul = (x: tf.Tensor, w: tf.Tensor): tf.Tensor => (stock ? tf.matMul(x, w) : kernelMatMul(x, w));
-
-/**
- * Stride-1 conv2d whose gradients use only forward ops:
- * d input = 'valid' convolution of the fully padded output gradient with the
- * spatially flipped, in/out-swapped filter; d filter = 'valid' convolution of
- * the padded input with the output gradient, batch and channels swapped.
- */
-export const fastConv2d = (pads: [number, number, number, number]) =>
-  tf.customGrad((a, b, save) => {
-    const x = a as tf.Tensor4D;
-    const f = b as tf.Tensor4D;
-    const [t, bo, l, r] = pads;
-    const xp = t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
-    (save as tf.GradSaveFunc)([xp, f]);
-    return {
-      value: tf.conv2d(xp, f, 1, 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const g = dy as tf.Tensor4D;
-        const [kh, kw, cin] = sf.shape;
-        const [batch, hp, wp] = xpad.shape;
-        // d input: full correlation with the flipped filter, then crop the padding away.
-        const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
-        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
-        const dxp = tf.conv2d(gp, flipped, 1, 'valid');
-        const dx = tf.slice(dxp, [0, t, l, 0], [batch, hp - t - bo, wp - l - r, cin]);
-        // d filter: df[i,j,c,o] = Σ_{b,h,w} xpad[b,h+i,w+j,c]·dy[b,h,w,o], itself a 'valid'
-        // convolution once batch and channels swap places: input xpadᵀ [C, Hp, Wp, B],
-        // filter dyᵀ [Ho, Wo, B, O], output [C, KH, KW, O].
-        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
-        const df = tf.transpose(dfc, [1, 2, 0, 3]);
-        return [dx, df];
-      },
-    };
-  });
 
 /**
  * `dy [B, Ho, Wo, C]` with `s − 1` zero rows/columns between entries: the
@@ -161,39 +301,78 @@ function pad4(x: tf.Tensor4D, [t, bo, l, r]: [number, number, number, number]): 
   return t + bo + l + r > 0 ? tf.pad(x, [[0, 0], [t, bo], [l, r], [0, 0]]) : x;
 }
 
+type Pads = [number, number, number, number];
+
+/** tfjs's explicit padding of NHWC spatial dims, or 'valid' for none. */
+const explicit = ([t, bo, l, r]: readonly number[]): 'valid' | [[number, number], [number, number], [number, number], [number, number]] =>
+  t! + bo! + l! + r! > 0 ? [[0, 0], [t!, bo!], [l!, r!], [0, 0]] : 'valid';
+
+const CONV = 'SparsetuneConv2D';
+const DEPTHWISE = 'SparsetuneDepthwiseConv2D';
+// The backends' own kernels, with the padding passed explicitly (no padded copy of the input).
+const convAttrs = (attrs: tf.NamedAttrMap): tf.NamedAttrMap => ({
+  strides: attrs['strides'] as number[],
+  pad: explicit(attrs['pads'] as number[]),
+  dataFormat: 'NHWC',
+  dilations: [1, 1],
+  dimRoundingMode: undefined as unknown as string,
+});
+
+function runConv(kernel: string, base: string, x: tf.Tensor, f: tf.Tensor, pads: Pads, sh: number, sw: number): tf.Tensor4D {
+  ensureKernel(kernel, base, convAttrs);
+  return tf.engine().runKernel(kernel, { x, filter: f }, { strides: [sh, sw], pads } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+}
+
 /**
- * Strided conv2d with a gradient of forward ops only (as {@link conv2d}'s):
- * d input = the output gradient dilated by the stride, fully padded and
- * convolved with the flipped, in/out-swapped filter; d filter = the padded
- * input convolved with the dilated output gradient, batch and channels swapped.
+ * Conv2d at any stride (stride 1 included), a kernel of its own with a
+ * registered gradient of forward ops only, lazy per input (see
+ * `ensureKernel`): d input = the output gradient dilated by the
+ * stride, fully padded and convolved with the flipped, in/out-swapped
+ * filter; d filter = the padded input convolved with the dilated output
+ * gradient, batch and channels swapped.
  */
-export const fastStridedConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
-  tf.customGrad((a, b, save) => {
-    const xp = pad4(a as tf.Tensor4D, pads);
-    const f = b as tf.Tensor4D;
-    (save as tf.GradSaveFunc)([xp, f]);
+tf.registerGradient({
+  kernelName: CONV,
+  inputsToSave: ['x', 'filter'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const pads = attrs['pads'] as Pads;
+    const [sh, sw] = attrs['strides'] as [number, number];
+    const [kh, kw] = sf.shape;
+    const [, h, w] = x.shape;
+    const hp = h + pads[0] + pads[1];
+    const wp = w + pads[2] + pads[3];
+    const g = () => dilateGrad(dy as tf.Tensor4D, sh, sw);
     return {
-      value: tf.conv2d(xp, f, [sh, sw], 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const [kh, kw] = sf.shape;
-        const [, hp, wp] = xpad.shape;
-        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
+      x: () => {
         const flipped = tf.transpose(tf.reverse(sf, [0, 1]), [0, 1, 3, 2]);
-        const full = tf.conv2d(tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), flipped, 1, 'valid');
-        const dx = cropInputGrad(full, hp, wp, pads);
+        const full = tf.conv2d(g(), flipped as tf.Tensor4D, 1, explicit([kh - 1, kh - 1, kw - 1, kw - 1]));
+        return cropInputGrad(full, hp, wp, pads);
+      },
+      filter: () => {
         // df[i,j,c,o] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,o]: a 'valid' convolution of
         // xpadᵀ [C, Hp, Wp, B] with the dilated dyᵀ [Hd, Wd, B, O]; windows past the last one
         // the forward pass used (padding it never reached) are cut off.
-        const dfc = tf.conv2d(tf.transpose(xpad, [3, 1, 2, 0]), tf.transpose(g, [1, 2, 0, 3]), 1, 'valid');
-        const df = tf.transpose(tf.slice(dfc, [0, 0, 0, 0], [dfc.shape[0], kh, kw, dfc.shape[3]]), [1, 2, 0, 3]);
-        return [dx, df];
+        const dfc = tf.conv2d(tf.transpose(x, [3, 1, 2, 0]), tf.transpose(g(), [1, 2, 0, 3]), 1, explicit(pads));
+        const cropped = dfc.shape[1] === kh && dfc.shape[2] === kw ? dfc : tf.slice(dfc, [0, 0, 0, 0], [dfc.shape[0], kh, kw, dfc.shape[3]]);
+        return tf.transpose(cropped, [1, 2, 0, 3]);
       },
     };
-  });
+  },
+});
 
 /**
- * Depthwise conv2d with a gradient of forward ops only: wasm registers no
+ * Stride-1 conv2d with the zero padding `pads` ([top, bottom, left, right]);
+ * its gradient is made of forward ops (wasm has no `Conv2DBackpropFilter`).
+ */
+export const fastConv2d = (pads: Pads) => (x: tf.Tensor, f: tf.Tensor): tf.Tensor4D => runConv(CONV, 'Conv2D', x, f, pads, 1, 1);
+
+/** Strided conv2d with the zero padding `pads`, gradient of forward ops only (as {@link fastConv2d}'s). */
+export const fastStridedConv2d = (pads: Pads, sh: number, sw: number) => (x: tf.Tensor, f: tf.Tensor): tf.Tensor4D => runConv(CONV, 'Conv2D', x, f, pads, sh, sw);
+
+/**
+ * Depthwise conv2d, a kernel of its own with a registered gradient of
+ * forward ops only, lazy per input: wasm registers no
  * `DepthwiseConv2dNativeBackpropInput`/`…Filter`, so tfjs's own gradient
  * fails there. d input = a depthwise correlation of the dilated, fully
  * padded output gradient with the flipped filter (multiplier as channels),
@@ -201,37 +380,98 @@ export const fastStridedConv2d = (pads: [number, number, number, number], sh: nu
  * batch-of-one whose channels are (batch, channel) pairs, with the dilated
  * output gradient as filter, summed over the batch.
  */
-export const fastDepthwiseConv2d = (pads: [number, number, number, number], sh: number, sw: number) =>
-  tf.customGrad((a, b, save) => {
-    const xp = pad4(a as tf.Tensor4D, pads);
-    const f = b as tf.Tensor4D;
-    (save as tf.GradSaveFunc)([xp, f]);
+tf.registerGradient({
+  kernelName: DEPTHWISE,
+  inputsToSave: ['x', 'filter'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const pads = attrs['pads'] as Pads;
+    const [sh, sw] = attrs['strides'] as [number, number];
+    const [kh, kw, c, m] = sf.shape;
+    const [batch, h, w] = x.shape;
+    const hp = h + pads[0] + pads[1];
+    const wp = w + pads[2] + pads[3];
+    const g = () => dilateGrad(dy as tf.Tensor4D, sh, sw);
     return {
-      value: tf.depthwiseConv2d(xp, f, [sh, sw], 'valid'),
-      gradFunc: (dy, saved) => {
-        const [xpad, sf] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const [kh, kw, c, m] = sf.shape;
-        const [batch, hp, wp] = xpad.shape;
-        const g = dilateGrad(dy as tf.Tensor4D, sh, sw);
-        const [, hd, wd] = g.shape;
-        // d input: channel c·M+q of g correlates with the flipped f[:, :, c, q]; a depthwise
+      x: () => {
+        // Channel c·M+q of g correlates with the flipped f[:, :, c, q]; a depthwise
         // conv over C·M channels (multiplier 1), then the M outputs of each c summed.
         const flipped = tf.reshape(tf.reverse(sf, [0, 1]), [kh, kw, c * m, 1]);
-        const gp = tf.pad(g, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]);
-        const full = tf.depthwiseConv2d(gp, flipped as tf.Tensor4D, 1, 'valid');
+        const full = tf.depthwiseConv2d(g(), flipped as tf.Tensor4D, 1, explicit([kh - 1, kh - 1, kw - 1, kw - 1]));
         const [, fh, fw] = full.shape;
-        const summed = tf.sum(tf.reshape(full, [batch, fh, fw, c, m]), 4) as tf.Tensor4D;
-        const dx = cropInputGrad(summed, hp, wp, pads);
-        // d filter: df[i,j,c,q] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,c·M+q]. With
-        // (b, c) as the channel of one image [1, Hp, Wp, B·C] and the dilated dy as its
-        // depthwise filter [Hd, Wd, B·C, M], the output [1, ·, ·, B·C·M] holds it per b.
-        const xbc = tf.reshape(tf.transpose(xpad, [1, 2, 0, 3]), [1, hp, wp, batch * c]) as tf.Tensor4D;
-        const gbc = tf.reshape(tf.transpose(tf.reshape(g, [batch, hd, wd, c, m]), [1, 2, 0, 3, 4]), [hd, wd, batch * c, m]) as tf.Tensor4D;
+        const summed = m === 1 ? full : (tf.sum(tf.reshape(full, [batch, fh, fw, c, m]), 4) as tf.Tensor4D);
+        return cropInputGrad(summed, hp, wp, pads);
+      },
+      filter: () => {
+        // df[i,j,c,q] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,c·M+q]. With (b, c) as the
+        // channel of one image [1, Hp, Wp, B·C] and the dilated dy as its depthwise filter
+        // [Hd, Wd, B·C, M], the output [1, ·, ·, B·C·M] holds it per b.
+        const gd = g();
+        const [, hd, wd] = gd.shape;
+        const xbc = tf.reshape(tf.transpose(pad4(x, pads), [1, 2, 0, 3]), [1, hp, wp, batch * c]) as tf.Tensor4D;
+        const gbc = tf.reshape(tf.transpose(tf.reshape(gd, [batch, hd, wd, c, m]), [1, 2, 0, 3, 4]), [hd, wd, batch * c, m]) as tf.Tensor4D;
         const dfb = tf.depthwiseConv2d(xbc, gbc, 1, 'valid');
         const cropped = tf.slice(dfb, [0, 0, 0, 0], [1, kh, kw, batch * c * m]);
-        const df = tf.sum(tf.reshape(cropped, [kh, kw, batch, c, m]), 2);
-        return [dx, df];
+        return tf.sum(tf.reshape(cropped, [kh, kw, batch, c, m]), 2);
       },
     };
-  });
+  },
+});
 
+/** Depthwise conv2d with the zero padding `pads`, gradient of forward ops only. */
+export const fastDepthwiseConv2d = (pads: Pads, sh: number, sw: number) => (x: tf.Tensor, f: tf.Tensor): tf.Tensor4D =>
+  runConv(DEPTHWISE, 'DepthwiseConv2dNative', x, f, pads, sh, sw);
+
+// ---------------------------------------------------------------------------
+// GELU and layer norm with hand-written gradients: fewer kernels than tfjs's
+// autodiff of their compositions, and GELU without wasm's Tanh (a scalar
+// loop there, ~10× slower than its XNNPACK Sigmoid).
+
+const GELU_A = 2 * Math.sqrt(2 / Math.PI);
+const GELU_B = GELU_A * 0.044715;
+
+/**
+ * GELU, tanh approximation, as `x·σ(x·(a + b·x²))` with a = 2√(2/π),
+ * b = 0.044715·a (since ½(1 + tanh u) = σ(2u)); gradient
+ * `σ + x·σ(1−σ)·(a + 3b·x²)`.
+ */
+export const fastGelu = tf.customGrad((a, save) => {
+  const x = a as tf.Tensor;
+  const x2 = tf.square(x);
+  const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, GELU_B), GELU_A)));
+  (save as tf.GradSaveFunc)([x, x2, s]);
+  return {
+    value: tf.mul(x, s),
+    gradFunc: (dy, saved) => {
+      const [sx, sx2, ss] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const slope = tf.add(tf.mul(sx2, 3 * GELU_B), GELU_A);
+      const ds = tf.mul(tf.mul(ss, tf.sub(1, ss)), tf.mul(sx, slope));
+      return tf.mul(dy as tf.Tensor, tf.add(ss, ds));
+    },
+  };
+}) as (x: tf.Tensor) => tf.Tensor;
+
+/**
+ * Layer norm over the last axis with its gradient written out:
+ * x̂ = (x − μ)·r, r = 1/√(σ² + ε); dx = r·(g − mean(g) − x̂·mean(g·x̂)) with
+ * g = dy·γ, dγ = Σ dy·x̂, dβ = Σ dy over the leading axes.
+ */
+export const fastLayerNorm = (epsilon: number) =>
+  tf.customGrad((a, b, c, save) => {
+    const [x, gamma, beta] = [a, b, c] as tf.Tensor[] as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const centred = tf.sub(x, tf.mean(x, -1, true));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), epsilon));
+    const xhat = tf.mul(centred, rstd);
+    (save as tf.GradSaveFunc)([xhat, rstd, gamma]);
+    return {
+      value: tf.add(tf.mul(xhat, gamma), beta),
+      gradFunc: (dy, saved) => {
+        const [sx, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const d = dy as tf.Tensor;
+        const lead = [...Array(d.rank - 1).keys()];
+        const g = tf.mul(d, sg);
+        const dx = tf.mul(sr, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sx, tf.mean(tf.mul(g, sx), -1, true))));
+        return [dx, tf.sum(tf.mul(d, sx), lead), tf.sum(d, lead)];
+      },
+    };
+  }) as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors.js';
-import { fastConv2d, fastDepthwiseConv2d, fastStridedConv2d, stockGradients } from './kernels.js';
+import { fastConv2d, fastDepthwiseConv2d, fastGelu, fastLayerNorm, fastStridedConv2d, stockGradients } from './kernels.js';
 import {
   ANY_LEADING,
   checkArgs,
@@ -35,7 +35,10 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 
 /**
  * GELU, tanh approximation (as ViT implementations use):
- * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
+ * `x·σ(2√(2/π)·(x + 0.044715·x³))` with a hand-written gradient (wasm's
+ * Tanh is a scalar loop, its Sigmoid vectorised); equal to the tanh form to
+ * float rounding.
  * @example
  * ```ts
  * const h = gelu(dense); // same shape as dense
@@ -43,6 +46,7 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * @category Ops
  */
 export function gelu<S extends Shape>(x: Tensor<S>): Tensor<S> {
+  if (!stockGradients()) return typed(fastGelu(x));
   return typed(
     tf.tidy(() => {
       // x·x·x, not pow(x, 3): wasm's Pow kernel is several times slower than two products.
@@ -95,6 +99,7 @@ export function layerNorm<const L extends Shape, D extends Dim>(
     ['gamma', gamma, ['D']],
     ['beta', beta, ['D']],
   ]);
+  if (!stockGradients()) return typed(fastLayerNorm(epsilon)(x, gamma, beta));
   return typed(
     tf.tidy(() => {
       const mu = tf.mean(x, -1, true);

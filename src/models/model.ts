@@ -119,6 +119,13 @@ export interface Model<I extends Shape, F extends number, K extends number> {
    */
   apply<B extends Dim>(params: Params, x: Tensor<readonly [B, ...I]>, options?: ApplyOptions): Output<B, F, K>;
   /**
+   * The head alone, features `[B, F]` to logits `[B, K]`, where the model is
+   * a backbone and a dense head (as {@link defineModel} builds): `apply`'s
+   * logits are `applyHead(params, apply(params, x).features)`. `fineTune`
+   * uses it to train a head-only selection on features computed once.
+   */
+  applyHead?(params: Params, features: tf.Tensor): tf.Tensor;
+  /**
    * The same backbone with a new `classes`-way head. {@link replaceHead}
    * gives matching parameters.
    */
@@ -175,6 +182,7 @@ export function defineModel<I extends Shape, F extends number, K extends number>
         return { features, logits };
       }) as unknown as Output<B, F, K>;
     },
+    applyHead: (params, features) => dense(params, 'head', features as Tensor<readonly [number, number]>),
     withClasses: <K2 extends number>(k: K2) => defineModel(parts, k),
   };
 }

@@ -6,11 +6,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { ConfigError, MaskError, NonFiniteError, paths, rng, ShapeError, type Params, type Shape, type Tensor } from '../core/index.js';
+import { ConfigError, leafSize, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
-import { assertMaskFor, countOnes, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
+import { assertMaskFor, countOnes, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
 import { disposeReplaced, trainableLeaves, trainOnly } from './masked.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
@@ -119,6 +119,21 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * the default cross-entropy or `meanSquaredError`.
    */
   readonly parallel?: GradientEngine;
+  /**
+   * Compute a partly selected dense kernel's gradient at its selected
+   * entries only (Σ over the batch of input × output gradient) where that
+   * is cheaper than the whole product (default true). Equal to the dense
+   * gradient up to float rounding (another summation order).
+   */
+  readonly sparseGradients?: boolean;
+  /**
+   * When only head leaves train and the model has {@link Model.applyHead},
+   * compute the backbone's features once per image and train the head on
+   * them (default true). `fineTune` feeds images as they are (no
+   * augmentation, evaluation mode), so the features do not change between
+   * epochs; the result equals the uncached run's up to float rounding.
+   */
+  readonly cacheFeatures?: boolean;
 }
 
 /**
@@ -134,6 +149,10 @@ export interface FineTuneResult {
   readonly history: readonly EpochRecord[];
   /** The epoch whose parameters are returned. */
   readonly epoch: number;
+  /** Whether the head trained on features computed once (see {@link FineTuneOptions.cacheFeatures}). */
+  readonly cachedFeatures: boolean;
+  /** The leaves whose gradient was computed at the selected entries only (see {@link FineTuneOptions.sparseGradients}). */
+  readonly sparseGradientLeaves: readonly string[];
 }
 
 /**
@@ -269,6 +288,19 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
 
+  // A head-only selection trains on backbone features computed once per image
+  // (before anything needing disposal exists).
+  const cache = (o.cacheFeatures ?? true) && model.applyHead !== undefined && paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0 || model.spec[p]!.role === 'head');
+  const features = (set: DataSet<SampleShape, Labels>): DataSet<SampleShape, Labels> => ({
+    images: featuresOf(model, o.params, set),
+    labels: set.labels,
+    n: set.n,
+    shape: [model.features],
+  });
+  const trainSet = cache ? features(o.train) : (o.train as DataSet<SampleShape, Labels>);
+  const valSet = o.val && (cache ? features(o.val) : (o.val as DataSet<SampleShape, Labels>));
+  const net: Model<Shape, number, number> = cache ? headOnly(model) : model;
+
   const steps = Math.ceil(o.train.n / batchSize);
   // Leaves with nothing selected get no gradient at all; trainOnly keeps the rest's frozen entries exact.
   const trainable = trainableLeaves(mask);
@@ -278,6 +310,18 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     { sparseState: o.sparseState ?? true },
   );
   const frozen = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
+  // --- Cost that follows the selection (kernels.ts): partly selected kernels'
+  // gradients at their selected entries, where that is the cheaper.
+  const sparse = new Map<string, SparseGradEntries>();
+  if (o.sparseGradients ?? true) {
+    const flat = maskToIndices(mask);
+    for (const p of trainable) {
+      const whole = countOnes(mask.bits[p]!) === leafSize(model.spec[p]!);
+      const e = whole ? undefined : sparseGradEntries(model.spec[p]!.shape, flat[p]!);
+      if (e) sparse.set(p, e);
+    }
+  }
+  // ---
   // The trained leaves live in `current`; the caller's own tensors are never disposed.
   let current: Params = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
   // The state holds trainOnly's device mask too, so disposing it frees that.
@@ -297,12 +341,12 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       let lossSum = 0;
       let step = 0;
       let skipped = 0;
-      for (const { x, y, indices } of batches(o.train, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
+      for (const { x, y, indices } of batches(trainSet, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
         const leaves = trainable.map((p) => current[p]!);
         const out = tf.tidy(() => {
           const lossFn = (...ts: tf.Tensor[]) => {
             const params = { ...frozen, ...Object.fromEntries(trainable.map((p, i) => [p, ts[i]!])) };
-            const loss = lossOf(model.apply(params, x as unknown as Tensor<readonly ['B', ...I]>).logits, y);
+            const loss = lossOf(net.apply(params, x as unknown as Tensor<readonly ['B', ...Shape]>).logits, y);
             if (loss.rank !== 0) throw new ShapeError(`fineTune: the loss must return a scalar, got shape ${showShape(loss.shape)}`);
             return loss as tf.Scalar;
           };
@@ -310,7 +354,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
           let g: Params;
           if (engine) ({ value, grads: g } = engine.step(current, indices));
           else {
-            const vg = tf.valueAndGrads(lossFn)(leaves);
+            const vg = withSparseWeightGrads(new Map([...sparse].map(([p, e]) => [current[p]!, e])), () => tf.valueAndGrads(lossFn)(leaves));
             value = vg.value;
             g = Object.fromEntries(trainable.map((p, i) => [p, vg.grads[i]!]));
           }
@@ -358,8 +402,8 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
         report?.(p);
       }
       const regression = o.val?.labels instanceof Float32Array;
-      const valAccuracy = o.val && !regression ? accuracyOn(model, full(), o.val as DataSet<SampleShape>, 256) : undefined;
-      const valLoss = o.val && regression ? lossOn(model, full(), o.val as DataSet<SampleShape, Labels>, lossOf, 256) : undefined;
+      const valAccuracy = valSet && !regression ? accuracyOn(net, full(), valSet as DataSet<SampleShape>, 256) : undefined;
+      const valLoss = valSet && regression ? lossOn(net, full(), valSet, lossOf, 256) : undefined;
       // The mean over the steps that counted (NaN if every step of the epoch was skipped).
       const record: EpochRecord = {
         epoch,
@@ -401,12 +445,37 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   } finally {
     engine?.dispose();
     tf.dispose(state);
+    for (const e of sparse.values()) e.dispose();
   }
+  const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()] };
   if (best) {
     for (const t of owned) t.dispose();
-    return { params: { ...frozen, ...best.params }, mask, history, epoch: best.epoch };
+    return { params: { ...frozen, ...best.params }, mask, history, epoch: best.epoch, ...how };
   }
-  return { params: full(), mask, history, epoch: epochs };
+  return { params: full(), mask, history, epoch: epochs, ...how };
+}
+
+/** The backbone's features of every sample of `set`, sample-major, in evaluation mode. */
+function featuresOf(model: Model<Shape, number, number>, params: Params, set: DataSet<SampleShape, Labels>): Float32Array {
+  const out = new Float32Array(set.n * model.features);
+  let at = 0;
+  for (const { x } of batches(set, 256)) {
+    const f = tf.tidy(() => model.apply(params, x as unknown as Tensor<readonly ['B', ...Shape]>).features);
+    out.set(f.dataSync(), at);
+    at += f.size;
+    f.dispose();
+  }
+  return out;
+}
+
+/** `model`'s head as a model of its own, on features `[B, F]`. */
+function headOnly(model: Model<Shape, number, number>): Model<Shape, number, number> {
+  const head = model.applyHead!;
+  return {
+    ...model,
+    input: [model.features],
+    apply: ((params: Params, f: tf.Tensor) => ({ features: f, logits: head(params, f) })) as unknown as Model<Shape, number, number>['apply'],
+  };
 }
 
 /**

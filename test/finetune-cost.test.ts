@@ -1,0 +1,102 @@
+// fineTune's cost that follows the selection: sparse kernel gradients and
+// cached features for head-only training give the results of the plain
+// path (to float rounding), with no tensor left behind.
+import * as tf from '@tensorflow/tfjs-core';
+import { expect, test } from 'vitest';
+import { paths, type Params } from '../src/index.js';
+import { subset } from '../src/data/index.js';
+import { buildTask } from '../src/node/index.js';
+import { cnn, vit } from '../src/models/index.js';
+import { bitfit, linearProbe, maskOf } from '../src/selection/index.js';
+import { fineTune, type FineTuneOptions } from '../src/optim/index.js';
+
+const task = buildTask('rotation', { testSize: 10 });
+const train = subset(task.train, [...Array(40).keys()]);
+const val = subset(task.val, [...Array(24).keys()]);
+
+/** max |a − b| over every leaf, relative to the largest |b|. */
+function maxRelDiff(a: Params, b: Params): number {
+  let num = 0;
+  let den = 1e-12;
+  for (const p of paths(b)) {
+    const x = a[p]!.dataSync();
+    const y = b[p]!.dataSync();
+    for (let i = 0; i < y.length; i++) {
+      num = Math.max(num, Math.abs(x[i]! - y[i]!));
+      den = Math.max(den, Math.abs(y[i]!));
+    }
+  }
+  return num / den;
+}
+
+const dispose = (tuned: Params, given: Params) => tf.dispose(paths(tuned).filter((p) => tuned[p] !== given[p]).map((p) => tuned[p]!));
+
+test.each([
+  ['vit', vit({ input: [28, 28, 1], patch: 7, width: 32, depth: 2, heads: 4, classes: 4 })],
+  ['cnn', cnn({ input: [28, 28, 1], channels: [8], features: 32, classes: 4 })],
+] as const)('%s: a sparse selection trains as with dense gradients, with the sparse gradient path taken', (_name, model) => {
+  const params = model.init(0);
+  // Two entries in every eighth column of each dense kernel (few enough for the cost model) and the head whole.
+  const mask = maskOf(model.spec, (leaf) => {
+    if (leaf.role === 'head') return true;
+    if (leaf.role !== 'kernel' || leaf.shape.length !== 2) return false;
+    const [k, n] = leaf.shape as [number, number];
+    const bits = new Uint8Array(k * n);
+    for (let j = 0; j < n; j += 8) for (const i of [j % k, (7 * j + 3) % k]) bits[i * n + j] = 1;
+    return bits;
+  });
+  const o: FineTuneOptions = { model, params, mask, train, val, epochs: 2, batchSize: 16, progressBar: false, learningRate: 1e-2 };
+  const before = tf.memory().numTensors;
+  const sparse = fineTune(o);
+  const dense = fineTune({ ...o, sparseGradients: false });
+  expect(sparse.sparseGradientLeaves.length).toBeGreaterThan(0);
+  expect(sparse.sparseGradientLeaves.every((p) => model.spec[p]!.role === 'kernel')).toBe(true);
+  expect(dense.sparseGradientLeaves).toEqual([]);
+  expect(maxRelDiff(sparse.params, dense.params)).toBeLessThan(1e-5);
+  sparse.history.forEach((h, i) => expect(h.loss).toBeCloseTo(dense.history[i]!.loss, 5));
+  // Frozen entries stay bit-identical on the sparse path too.
+  for (const p of sparse.sparseGradientLeaves) {
+    const bits = mask.bits[p]!;
+    const a = sparse.params[p]!.dataSync();
+    const b = params[p]!.dataSync();
+    for (let i = 0; i < bits.length; i++) if (!bits[i]) expect(a[i]).toBe(b[i]);
+  }
+  dispose(sparse.params, params);
+  dispose(dense.params, params);
+  expect(tf.memory().numTensors).toBe(before);
+  tf.dispose(Object.values(params));
+});
+
+test.each([
+  ['linear probing', linearProbe()],
+  ['head only, part of it', null],
+] as const)('%s trains on features computed once, as the uncached run does', (_name, selector) => {
+  const model = vit({ input: [28, 28, 1], patch: 7, width: 32, depth: 2, heads: 4, classes: 4 });
+  const params = model.init(1);
+  const mask = selector ?? maskOf(model.spec, (leaf, p) => p === 'head.kernel' ? Uint8Array.from({ length: 32 * 4 }, (_, i) => (i % 3 ? 1 : 0)) : false);
+  const o: FineTuneOptions = { model, params, mask, train, val, epochs: 3, batchSize: 16, progressBar: false, learningRate: 3e-2, keepBest: true };
+  const before = tf.memory().numTensors;
+  const cached = fineTune(o);
+  const plain = fineTune({ ...o, cacheFeatures: false });
+  expect(cached.cachedFeatures).toBe(true);
+  expect(plain.cachedFeatures).toBe(false);
+  expect(maxRelDiff(cached.params, plain.params)).toBeLessThan(1e-5);
+  cached.history.forEach((h, i) => {
+    expect(h.loss).toBeCloseTo(plain.history[i]!.loss, 5);
+    expect(h.valAccuracy).toBe(plain.history[i]!.valAccuracy);
+  });
+  expect(cached.epoch).toBe(plain.epoch);
+  dispose(cached.params, params);
+  dispose(plain.params, params);
+  expect(tf.memory().numTensors).toBe(before);
+  tf.dispose(Object.values(params));
+});
+
+test('a selection beyond the head is not cached', () => {
+  const model = vit({ input: [28, 28, 1], patch: 7, width: 32, depth: 1, heads: 4, classes: 4 });
+  const params = model.init(2);
+  const r = fineTune({ model, params, mask: bitfit(), train, epochs: 1, batchSize: 20, progressBar: false });
+  expect(r.cachedFeatures).toBe(false);
+  dispose(r.params, params);
+  tf.dispose(Object.values(params));
+});

@@ -1,0 +1,123 @@
+// Gradients that follow the selection: sparse weight gradients against the
+// dense ones, and lazy per-input gradients (no frozen filter's gradient, no
+// input gradient below what trains), counted in kernels run.
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { conv2d, depthwiseConv2d, linear, matmul, randomNormal, rng, sparseGradEntries, withSparseWeightGrads, type Tensor } from '../src/index.js';
+
+const r = rng(11);
+let draws = 0;
+const rand = (shape: number[]) => randomNormal(r.fork(draws++), shape);
+const any = (t: tf.Tensor) => t as Tensor;
+type T2 = Tensor<[number, number]>;
+type T3 = Tensor<[number, number, number]>;
+type T4 = Tensor<[number, number, number, number]>;
+
+/** `count` distinct flat indices of a [k, n] weight, seeded. */
+function pick(k: number, n: number, count: number, seed: number): Int32Array {
+  const all = [...Array(k * n).keys()];
+  const g = rng(seed);
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = g.int(i + 1);
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return Int32Array.from(all.slice(0, count).sort((a, b) => a - b));
+}
+
+/** Kernels run while computing f, by name. */
+async function kernelsOf(f: () => void): Promise<Record<string, number>> {
+  const info = await tf.profile(() => {
+    f();
+  });
+  const out: Record<string, number> = {};
+  for (const k of info.kernels) out[k.name] = (out[k.name] ?? 0) + 1;
+  return out;
+}
+
+describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
+  let previous = '';
+  beforeAll(async () => {
+    previous = tf.getBackend();
+    await tf.setBackend(backend);
+  });
+  afterAll(async () => {
+    await tf.setBackend(previous);
+  });
+
+  test.each([
+    ['linear, leading dims', [4, 5, 24], [24, 40], 30],
+    ['matmul', [17, 64], [64, 96], 96],
+    ['one entry', [8, 3], [3, 2], 1],
+  ] as const)('sparse weight gradient of %s equals the dense one at the wanted entries, zeros elsewhere', (_name, xs, ws, count) => {
+    const x = rand([...xs]);
+    const w = rand([...ws]);
+    const R = rand([...xs.slice(0, -1), ws[1]]);
+    const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(a.rank === 2 ? matmul(any(a) as T2, any(b) as T2) : linear(any(a) as T3, any(b) as T2), R));
+    const flat = pick(ws[0], ws[1], count, count);
+    const entries = sparseGradEntries(ws, flat, true)!;
+    const before = tf.memory().numTensors;
+    const [dx, dw] = withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads(loss)([x, w]));
+    const [dxDense, dwDense] = tf.grads(loss)([x, w]);
+    const sparse = dw!.dataSync();
+    const dense = dwDense!.dataSync();
+    const scale = Math.max(...dense.map(Math.abs));
+    const wanted = new Set(flat);
+    for (let i = 0; i < dense.length; i++) {
+      if (wanted.has(i)) expect(Math.abs(sparse[i]! - dense[i]!)).toBeLessThanOrEqual(1e-6 * scale);
+      else expect(sparse[i]).toBe(0);
+    }
+    // The input's gradient does not change.
+    expect(dx!.dataSync()).toEqual(dxDense!.dataSync());
+    tf.dispose([dx!, dw!, dxDense!, dwDense!]);
+    expect(tf.memory().numTensors).toBe(before);
+    entries.dispose();
+  });
+
+  test('outside withSparseWeightGrads, and for other weights, gradients are dense', () => {
+    const x = rand([6, 5]);
+    const w = rand([5, 4]);
+    const v = rand([5, 4]);
+    const entries = sparseGradEntries([5, 4], [0, 7], true)!;
+    const loss = (a: tf.Tensor) => tf.sum(matmul(any(x) as T2, any(a) as T2));
+    const dense = tf.grads(loss)([w])[0]!.dataSync();
+    const other = withSparseWeightGrads(new Map([[v, entries]]), () => tf.grads(loss)([w])[0]!.dataSync());
+    expect(other).toEqual(dense);
+    expect(dense.filter((d) => d === 0).length).toBe(0);
+    entries.dispose();
+  });
+
+  test('the cost model keeps dense gradients for many entries, and rejects bad indices', () => {
+    expect(sparseGradEntries([8, 8], pick(8, 8, 2, 1))).toBeUndefined();
+    expect(sparseGradEntries([4, 4, 4], [1])).toBeUndefined();
+    const few = sparseGradEntries([256, 256], [3, 9]);
+    expect(few?.count).toBe(2);
+    few?.dispose();
+    expect(() => sparseGradEntries([2, 2], [4], true)).toThrow(RangeError);
+  });
+
+  test('a frozen filter gets no gradient, and nor does the data under the first conv', async () => {
+    const x = rand([2, 6, 6, 3]);
+    const f = rand([3, 3, 3, 4]);
+    const conv = (a: tf.Tensor, b: tf.Tensor) => tf.sum(conv2d(any(a) as T4, any(b) as T4));
+    // One forward convolution and one for the gradient asked for, not two.
+    expect((await kernelsOf(() => tf.grads(conv)([x, f]).forEach((g) => g.dataSync())))['SparsetuneConv2D']).toBe(1);
+    const onlyX = await kernelsOf(() => tf.grad((a: tf.Tensor) => conv(a, f))(x).dataSync());
+    const onlyF = await kernelsOf(() => tf.grad((b: tf.Tensor) => conv(x, b))(f).dataSync());
+    expect(onlyX['SparsetuneConv2D']).toBe(1);
+    expect(onlyX['Conv2D']).toBe(1);
+    expect(onlyF['SparsetuneConv2D']).toBe(1);
+    expect(onlyF['Conv2D']).toBe(1);
+    const dw = (b: tf.Tensor) => tf.sum(depthwiseConv2d(any(x) as T4, any(b) as T4, { padding: 'same' }));
+    const onlyDw = await kernelsOf(() => tf.grad(dw)(rand([3, 3, 3, 2])).dataSync());
+    expect(onlyDw['SparsetuneDepthwiseConv2D']).toBe(1);
+    expect(onlyDw['DepthwiseConv2dNative']).toBe(1);
+  });
+
+  test('a frozen dense weight gets no gradient product', async () => {
+    const x = rand([8, 5]);
+    const w = rand([5, 4]);
+    const k = await kernelsOf(() => tf.grad((a: tf.Tensor) => tf.sum(matmul(any(x) as T2, any(a) as T2)))(w).dataSync());
+    // The forward product and the weight's gradient; no gradient for the data x.
+    expect(k['SparsetuneMatMul']).toBe(2);
+  });
+});
