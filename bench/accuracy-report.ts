@@ -37,6 +37,8 @@ interface Options {
   epochs: number;
   quick: boolean;
   wallSeconds: number;
+  /** The machine that ran the runs (default this one): kept when a report is rebuilt from cached runs elsewhere. */
+  machine?: Record<string, unknown>;
   tasks: string[];
   methods: string[];
   seeds: number[];
@@ -118,7 +120,7 @@ export function report(all: Run[], o: Options): string {
     const d = o.seeds.map((s) => seedMean(a!, s) - seedMean(b!, s));
     return { a: a!, b: b!, perSeed: d, mean: mean(d), std: std(d) };
   });
-  const result = { machine: machine(), epochs: o.epochs, seeds: o.seeds, grid: o.grid, wallSeconds: o.wallSeconds, rows, paired, depth: { gps: depthShare('gps'), net: depthShare('net') }, overlap: { tasks: o.tasks, jaccard: overlap } };
+  const result = { machine: o.machine ?? machine(), epochs: o.epochs, seeds: o.seeds, grid: o.grid, wallSeconds: o.wallSeconds, rows, paired, depth: { gps: depthShare('gps'), net: depthShare('net') }, overlap: { tasks: o.tasks, jaccard: overlap } };
   writeFileSync(join(o.out, 'accuracy.json'), JSON.stringify(result, null, 2) + '\n');
 
   // Plot 1: accuracy against trainable % (without the head, log scale).

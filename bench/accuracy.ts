@@ -21,7 +21,7 @@
 // files (the tasks' images), @tensorflow/* (with tfjs-backend-wasm's .wasm files),
 // fp-ts, and tsx (the worker processes start with `node --import tsx`).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -114,7 +114,55 @@ const GRID: Record<string, number[]> = Object.fromEntries(
 // The epoch count (and for MobileNetV2 the input side and training-set size) is part of the
 // key: a cached run of another protocol is never mistaken for this one.
 const protocolKey = `e${epochs}${mobile ? `__side${side}__n${trainSize}` : ''}`;
-const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${task}__${method}__s${seed}__lr${lr}__${protocolKey}.json`);
+const runName = (task: string, method: string, seed: number, lr: number, protocol = protocolKey) => `${task}__${method}__s${seed}__lr${lr}__${protocol}`;
+const runFile = (task: string, method: string, seed: number, lr: number) => join(runsDir, `${runName(task, method, seed, lr)}.json`);
+/** A run's own name, whatever protocol it belongs to. */
+const nameOf = (r: Run) => runName(r.task, r.method, r.seed, r.learningRate, `e${r.epochs}${r.side === undefined ? '' : `__side${r.side}__n${r.trainSize}`}`);
+
+// The committed record is one file, runs.jsonl: a line per run, sorted by name. A GPS run's
+// kernel indices (the mask, for the overlap plot) are the same for every learning rate of a
+// task and seed, so they are stored once, on a { mask, kernelIndices } line the runs name.
+// While a benchmark runs, each finished run is a file of its own in the runs folder (processes
+// write side by side, and a killed run loses nothing); at the end they are folded into the log.
+const runsLog = join(out, 'runs.jsonl');
+type Line = Run | { mask: string; kernelIndices: Record<string, number[]> };
+function readLog(): Map<string, Run> {
+  const all = new Map<string, Run>();
+  if (existsSync(runsLog)) {
+    const lines = readFileSync(runsLog, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Line & { kernelIndicesOf?: string });
+    const masks = new Map(lines.flatMap((l) => ('mask' in l ? [[l.mask, l.kernelIndices] as const] : [])));
+    for (const l of lines) {
+      if ('mask' in l) continue;
+      const { kernelIndicesOf, ...run } = l;
+      all.set(nameOf(run), kernelIndicesOf === undefined ? run : { ...run, kernelIndices: masks.get(kernelIndicesOf)! });
+    }
+  }
+  if (existsSync(runsDir)) for (const f of readdirSync(runsDir).filter((f) => f.endsWith('.json'))) all.set(f.slice(0, -'.json'.length), JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run);
+  return all;
+}
+/** Folds the loose run files into runs.jsonl (written whole, then renamed into place) and removes them. */
+function foldRuns(): void {
+  const all = readLog();
+  const lines: string[] = [];
+  const masks = new Set<string>();
+  for (const name of [...all.keys()].sort()) {
+    const { kernelIndices, ...run } = all.get(name)!;
+    if (kernelIndices === undefined) {
+      lines.push(JSON.stringify(run));
+      continue;
+    }
+    const key = `${run.task}__s${run.seed}__${run.epochs}__${run.backbone ?? 'vit'}${run.side === undefined ? '' : `__${run.side}__${run.trainSize}`}`;
+    if (!masks.has(key)) lines.push(JSON.stringify({ mask: key, kernelIndices }));
+    masks.add(key);
+    lines.push(JSON.stringify({ ...run, kernelIndicesOf: key }));
+  }
+  writeFileSync(`${runsLog}.tmp`, lines.join('\n') + '\n');
+  renameSync(`${runsLog}.tmp`, runsLog);
+  if (existsSync(runsDir)) {
+    for (const f of readdirSync(runsDir).filter((f) => f.endsWith('.json'))) rmSync(join(runsDir, f));
+    if (readdirSync(runsDir).length === 0) rmSync(runsDir, { recursive: true });
+  }
+}
 
 /** The backbone as a task model and its pre-trained weights; MobileNetV2's is imported once per process. */
 type Loaded = { model: Model<Shape, number, number>; params: Params };
@@ -142,7 +190,8 @@ interface Group {
   jobs: { method: string; lr: number }[];
 }
 /** The jobs of a group that are not cached yet. */
-const pending = (g: Group) => g.jobs.filter((j) => !existsSync(runFile(g.task, j.method, g.seed, j.lr)));
+let cached: Set<string> | undefined;
+const pending = (g: Group) => g.jobs.filter((j) => !(cached ??= new Set(readLog().keys())).has(runName(g.task, j.method, g.seed, j.lr)) && !existsSync(runFile(g.task, j.method, g.seed, j.lr)));
 
 /** Runs every job of one group that is not cached yet. */
 async function runGroup(g: Group, progress: { done: number; total: number; who: string }): Promise<void> {
@@ -192,7 +241,7 @@ async function runGroup(g: Group, progress: { done: number; total: number; who: 
 // Only runs of this protocol count: a cached run of a rate since dropped from
 // the grid, or of another task, method, seed or length, is never picked.
 const inProtocol = (r: Run) => (r.backbone ?? 'vit') === backbone && (!mobile || (r.side === side && r.trainSize === trainSize)) && r.epochs === epochs && TASK_LIST.includes(r.task) && SEEDS.includes(r.seed) && (GRID[r.method]?.includes(r.learningRate) ?? false);
-const readRuns = (): Run[] => (existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as Run).filter(inProtocol) : []);
+const readRuns = (): Run[] => [...readLog().values()].filter(inProtocol);
 /** The groups of a phase: the grid on seed 0, then each method's picked rate on the other seeds. */
 function phaseGroups(phase: number, workers: number): Group[] {
   const runs = phase === 1 ? [] : readRuns();
@@ -236,12 +285,14 @@ for (const phase of SEEDS.length > 1 ? [1, 2] : [1]) {
     }),
   );
 }
-// When every run was cached, the report keeps the wall time of the invocation that ran them.
+foldRuns();
+// When every run was cached, the report keeps the wall time and the machine of the invocation that ran them.
 const previous = join(out, 'accuracy.json');
-const wallSeconds = ran === 0 && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as { wallSeconds: number }).wallSeconds : (performance.now() - t0) / 1000;
+const before = ran === 0 && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as { wallSeconds: number; machine: Record<string, unknown> }) : undefined;
+const wallSeconds = before?.wallSeconds ?? (performance.now() - t0) / 1000;
 const { report } = await import('./accuracy-report.js');
 const flags = [...(mobile ? ['--backbone mobilenetv2'] : []), ...(quick ? ['--quick'] : [`--epochs ${epochs}`]), ...(mobile && !quick ? [`--side ${side} --train-size ${trainSize}`] : [])];
 const description = mobile
   ? `nsfwjs's pre-trained MobileNetV2 (Keras, imported) at ${side}×${side}×3, tasks converted to RGB and resized; ${trainSize} training, ${SIZES!.val} validation and ${SIZES!.test} test images per task; ${epochs} epochs per run, AdamW with warm-up and cosine decay, batch ${BATCH}`
   : `ViT backbone pre-trained on Fashion-MNIST; ${epochs} epochs per run, AdamW with warm-up and cosine decay, batch 32`;
-report(readRuns(), { out, epochs, quick, wallSeconds, tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID, command: `npm run bench:accuracy -- ${flags.join(' ')}`, description, title: mobile ? 'MobileNetV2' : 'ViT' });
+report(readRuns(), { out, epochs, quick, wallSeconds, ...(before ? { machine: before.machine } : {}), tasks: TASK_LIST, methods: METHOD_LIST, seeds: SEEDS, grid: GRID, command: `npm run bench:accuracy -- ${flags.join(' ')}`, description, title: mobile ? 'MobileNetV2' : 'ViT' });

@@ -67,6 +67,27 @@ const CLAIMS: Record<string, (out: string) => void> = {
     expect(out).toMatch(/overlap: mergeDeltas: both change entry \d+ of '/);
     expect(num(out, /merged, the later delta winning: (\d+) entries/)).toBeGreaterThan(0);
   },
+  'own-loop.ts': (out) => {
+    // trainStep leaks nothing: the tensors held are the same after every epoch.
+    const held = [...out.matchAll(/^epoch \d+: loss ([\d.]+), (\d+) tensors held/gm)];
+    expect(held.length).toBeGreaterThan(0);
+    expect(new Set(held.map((m) => m[2])).size).toBe(1);
+    percent(out, /test accuracy ([\d.]+)%/);
+  },
+  'select-fps.ts': (out) => {
+    // FPS picks as many entries as GPS (k per neuron), with a far lower peak (memory is deterministic; time is not checked).
+    const gps = out.match(/^GPS: trainable params: ([\d,]+) .* peak ([\d.]+) MiB$/m);
+    const fps = out.match(/^FPS: trainable params: ([\d,]+) .* peak ([\d.]+) MiB$/m);
+    expect(gps && fps).toBeTruthy();
+    expect(fps![1]).toBe(gps![1]);
+    expect(Number(fps![2])).toBeLessThan(Number(gps![2]) / 4);
+    expect(num(out, /top-4 by \|w\|·\|a\|: (\d+) kernel entries/)).toBeGreaterThan(0);
+    expect(num(out, /your model: trainable params: ([\d,]+)/)).toBeGreaterThan(0);
+  },
+  'workers.ts': (out) => {
+    // Trained over worker threads, GPS beats chance (10 classes) even in the quick run.
+    expect(percent(out, /GPS over \d+ workers: test accuracy ([\d.]+)%/)).toBeGreaterThan(10);
+  },
   'select-gps.ts': (out) => {
     // Every ablation chooses exactly as many kernel entries as GPS.
     const counts = [...out.matchAll(/^(\S+) +(\d+) kernel entries$/gm)].map((m) => Number(m[2]));
