@@ -115,7 +115,7 @@ export function report(all: Run[], o: Options): string {
 
   // The papers' pairwise claims, as paired differences: every seed draws its own
   // task data, so comparing two methods on the same seed removes that shared noise.
-  const pairs = [['gps', 'full'], ['fps', 'gps'], ['fps', 'magnitude'], ['gps', 'layer'], ['layer', 'net'], ['gps', 'magnitude'], ['magnitude', 'neuron-random'], ['neuron-random', 'net-random'], ['gps', 'head-ce']].filter(([a, b]) => o.methods.includes(a!) && o.methods.includes(b!));
+  const pairs = [['gps', 'full'], ['fps', 'gps'], ['fps', 'magnitude'], ['gps', 'net'], ['gps', 'layer'], ['layer', 'net'], ['gps', 'magnitude'], ['magnitude', 'neuron-random'], ['neuron-random', 'net-random'], ['gps', 'head-ce']].filter(([a, b]) => o.methods.includes(a!) && o.methods.includes(b!));
   const paired = pairs.map(([a, b]) => {
     const d = o.seeds.map((s) => seedMean(a!, s) - seedMean(b!, s));
     return { a: a!, b: b!, perSeed: d, mean: mean(d), std: std(d) };

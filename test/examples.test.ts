@@ -144,6 +144,7 @@ describe('examples do what they say', () => {
 describe('the guides show the committed benchmark results', () => {
   test.each([
     ['docs/benchmarks.md', 'bench/results/accuracy/accuracy.md'],
+    ['docs/benchmarks.md', 'bench/results/accuracy-mobilenetv2/accuracy.md'],
     ['docs/benchmarks.md', 'bench/results/speed.md'],
     ['docs/benchmarks.md', 'bench/results/step-wasm.md'],
     ['docs/your-model.md', 'bench/results/keras-mobilenet.md'],
