@@ -4,7 +4,7 @@
 import { fc } from '@fast-check/vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
-import { checkLaws, maskFor, optimizerLaws, scoresFor, specArb, toParams, valuesFor, type Laws } from '../src/testing/index.js';
+import { checkLaws, maskFor, optimizerLaws, runSteps, scoresFor, specArb, toParams, valuesFor, type Laws } from '../src/testing/index.js';
 import { paths, type ParamSpec, type Params } from '../src/index.js';
 import { maskAlgebra } from '../src/selection/index.js';
 import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, disposeReplaced, freeze, lion, masked, momentum, multiSteps, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, warmupCosine, type GradientTransformation, type OptState, type Updates } from '../src/optim/index.js';
@@ -30,21 +30,7 @@ const specs = specArb({ maxLeaves: 3, maxRank: 2, minDim: 1, maxDim: 3 });
 const withNegZero = (spec: ParamSpec) => valuesFor(spec, { ties: false }).map((v) => Object.fromEntries(Object.entries(v).map(([p, xs]) => [p, xs.map((x, i) => (i % 4 === 3 ? -0 : x))])));
 
 /** Runs `tx` over the gradient trees, applying its updates with plain applyUpdates; returns the parameters. */
-function run(tx: GradientTransformation, spec: ParamSpec, params: Params, grads: readonly Updates[]): Params {
-  let state: OptState = tf.tidy(() => tx.init(params, spec));
-  let current = params;
-  for (const g of grads) {
-    const out = tf.tidy(() => {
-      const [u, next] = tx.update(g, state, current);
-      return { p: applyUpdates(current, u), next };
-    });
-    disposeReplaced(state, out.next);
-    state = out.next;
-    current = out.p;
-  }
-  tf.dispose(state);
-  return current;
-}
+const run = (tx: GradientTransformation, spec: ParamSpec, params: Params, grads: readonly Updates[]): Params => runSteps(tx, params, grads, { spec });
 
 const setup = (nonFinite: boolean) =>
   specs.chain((spec) =>

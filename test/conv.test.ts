@@ -2,9 +2,9 @@
 // tfjs's own gradients on the cpu backend and against finite differences,
 // on wasm (which has no depthwise backprop kernel) and on cpu.
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { depthwiseConv2d, randomNormal, rng, ShapeError, stridedConv2d, type ConvOptions, type Tensor } from '../src/index.js';
-import { cpuReferenceGrads, finiteDifferenceError, grads, relErr } from './gradcheck.js';
+import { cpuReferenceGrads, describeOnBackends, finiteDifferenceError, grads, relErr } from './gradcheck.js';
 
 const r = rng(3);
 let draws = 0;
@@ -23,15 +23,7 @@ const geometries: [string, number[], number[], ConvOptions][] = [
   ['4x2 s3 same', [1, 7, 8, 2], [4, 2, 2, 1], { strides: 3, padding: 'same' }],
 ];
 
-describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
-  let previous = '';
-  beforeAll(async () => {
-    previous = tf.getBackend();
-    await tf.setBackend(backend);
-  });
-  afterAll(async () => {
-    await tf.setBackend(previous);
-  });
+describeOnBackends((backend) => {
 
   describe('depthwiseConv2d', () => {
     test.each(geometries)('%s', async (_name, xs, fs, options) => {

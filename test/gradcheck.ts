@@ -2,6 +2,7 @@
 // finite differences along a random direction, and against the gradients
 // tfjs computes for a reference function on the cpu backend.
 import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { rng, randomNormal } from '../src/index.js';
 
 type Fn = (...xs: tf.Tensor[]) => tf.Tensor;
@@ -62,4 +63,19 @@ export async function cpuReferenceGrads(reference: Fn, xs: tf.Tensor[], seed = 7
   } finally {
     await tf.setBackend(previous);
   }
+}
+
+/** A describe block per backend the tests can reach (wasm, cpu), each switched to for its block and back after. */
+export function describeOnBackends(body: (backend: 'wasm' | 'cpu') => void): void {
+  describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
+    let previous = '';
+    beforeAll(async () => {
+      previous = tf.getBackend();
+      await tf.setBackend(backend);
+    });
+    afterAll(async () => {
+      await tf.setBackend(previous);
+    });
+    body(backend);
+  });
 }

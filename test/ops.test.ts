@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import {
   add,
   avgPool2x2,
@@ -34,7 +34,7 @@ import {
   transpose,
   type Tensor,
 } from '../src/index.js';
-import { cpuReferenceGrads, finiteDifferenceError, grads, relErr } from './gradcheck.js';
+import { cpuReferenceGrads, describeOnBackends, finiteDifferenceError, grads, relErr } from './gradcheck.js';
 
 const r = rng(1);
 let draws = 0;
@@ -44,15 +44,7 @@ const arr = (t: tf.Tensor): any => t.arraySync();
 const close = (a: tf.Tensor, b: tf.Tensor, tol = 1e-5) => expect(relErr([a], [b])).toBeLessThanOrEqual(tol);
 
 // Every op runs on both backends the tests can reach; gradient checks run on each.
-describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
-  let previous = '';
-  beforeAll(async () => {
-    previous = tf.getBackend();
-    await tf.setBackend(backend);
-  });
-  afterAll(async () => {
-    await tf.setBackend(previous);
-  });
+describeOnBackends((backend) => {
 
   describe('custom gradients match tfjs reference gradients on cpu and finite differences', () => {
     const cases: [string, () => tf.Tensor[], (...xs: tf.Tensor[]) => tf.Tensor, (...xs: tf.Tensor[]) => tf.Tensor][] = [

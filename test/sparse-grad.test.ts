@@ -2,7 +2,8 @@
 // dense ones, and lazy per-input gradients (no frozen filter's gradient, no
 // input gradient below what trains), counted in kernels run.
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
+import { describeOnBackends } from './gradcheck.js';
 import { conv2d, depthwiseConv2d, linear, matmul, randomNormal, rng, sparseGradEntries, withSparseWeightGrads, type Tensor } from '../src/index.js';
 
 const r = rng(11);
@@ -34,15 +35,7 @@ async function kernelsOf(f: () => void): Promise<Record<string, number>> {
   return out;
 }
 
-describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
-  let previous = '';
-  beforeAll(async () => {
-    previous = tf.getBackend();
-    await tf.setBackend(backend);
-  });
-  afterAll(async () => {
-    await tf.setBackend(previous);
-  });
+describeOnBackends((backend) => {
 
   test.each([
     ['linear, leading dims', [4, 5, 24], [24, 40], 30],

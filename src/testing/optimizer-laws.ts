@@ -7,22 +7,44 @@ import fc from 'fast-check';
 import { floatsArb, maskFor, scoresFor, specArb, toParams } from './arbitraries.js';
 import type { Laws } from './laws.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { leafSize, paths, type Params, type Tree } from '../core/index.js';
+import { leafSize, paths, type ParamSpec, type Params, type Tree } from '../core/index.js';
 import type { Mask, Scores } from '../selection/index.js';
 import { maskAlgebra } from '../selection/index.js';
 import { applyUpdates, disposeReplaced, trainOnly, type GradientTransformation, type OptState, type Updates } from '../optim/index.js';
 
 const bitsOf = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
 
-function runSteps(tx: GradientTransformation, params: Params, grads: readonly Updates[], apply: (p: Params, u: Updates) => Params): Params {
-  let state: OptState = tf.tidy(() => tx.init(params));
+/**
+ * Runs a transformation over a list of gradient trees from `params` and
+ * returns the parameters it ends at: state initialised (with `spec`, for
+ * masks given as filters), each step's updates written with `apply`
+ * (default `applyUpdates`), everything in between disposed — the caller's
+ * `params` included in nothing it frees. What the optimizer laws run, for a
+ * law of your own.
+ * @example
+ * ```ts
+ * const end = runSteps(trainOnly(adam(1e-2), mask), params, [g1, g2, g3], { spec });
+ * ```
+ * @category Laws
+ */
+export function runSteps(
+  tx: GradientTransformation,
+  params: Params,
+  grads: readonly Updates[],
+  options: { readonly spec?: ParamSpec; readonly apply?: (p: Params, u: Updates) => Params } = {},
+): Params {
+  const apply = options.apply ?? applyUpdates;
+  let state: OptState = tf.tidy(() => tx.init(params, options.spec));
   let current = params;
+  const own = new Set(Object.values(params));
   for (const g of grads) {
     const out = tf.tidy(() => {
       const [u, next] = tx.update(g, state, current);
       return { p: apply(current, u), next };
     });
     disposeReplaced(state, out.next);
+    const kept = new Set(Object.values(out.p));
+    for (const t of Object.values(current)) if (!own.has(t) && !kept.has(t)) t.dispose();
     state = out.next;
     current = out.p;
   }
@@ -74,7 +96,7 @@ export function optimizerLaws(make: () => GradientTransformation, options: Optim
   return {
     'frozen entries stay bit-identical': fc.property(setup, ({ spec, params, grads, mask }) => {
       const p0 = toParams(spec, params);
-      const end = runSteps(maskWith(make(), mask), p0, grads.map((g) => toParams(spec, g)), (p, u) => applyWith(p, u, mask));
+      const end = runSteps(maskWith(make(), mask), p0, grads.map((g) => toParams(spec, g)), { apply: (p, u) => applyWith(p, u, mask) });
       return paths(spec).every((p) => {
         const a = bitsOf(end[p]!);
         const b = bitsOf(p0[p]!);
@@ -85,16 +107,16 @@ export function optimizerLaws(make: () => GradientTransformation, options: Optim
       const p0 = toParams(spec, params);
       const one = maskAlgebra(spec).one;
       const g = finite.map((x) => toParams(spec, x));
-      const a = runSteps(maskWith(make(), one), p0, g, (p, u) => applyWith(p, u, one));
-      const b = runSteps(make(), p0, g, applyUpdates);
+      const a = runSteps(maskWith(make(), one), p0, g, { apply: (p, u) => applyWith(p, u, one) });
+      const b = runSteps(make(), p0, g);
       return paths(spec).every((p) => bitsOf(a[p]!).every((x, i) => x === bitsOf(b[p]!)[i]));
     }),
     'independent of the order of the leaves': fc.property(setup, ({ spec, params, finite }) => {
       const p0 = toParams(spec, params);
       const reverse = <T>(t: Tree<T>): Tree<T> => Object.fromEntries(paths(spec).reverse().map((p) => [p, t[p]!]));
       const g = finite.map((x) => toParams(spec, x));
-      const a = runSteps(make(), p0, g, applyUpdates);
-      const b = runSteps(make(), reverse(p0), g.map(reverse), applyUpdates);
+      const a = runSteps(make(), p0, g);
+      const b = runSteps(make(), reverse(p0), g.map(reverse));
       return paths(spec).every((p) => bitsOf(a[p]!).every((x, i) => x === bitsOf(b[p]!)[i]));
     }),
   };
