@@ -121,7 +121,9 @@ export function carryState(o: CarryStateInput): CarriedState {
   const leaves = trainableLeaves(to);
   for (const p of leaves) if (o.params[p] === undefined) throw new MaskError(`carryState: leaf '${p}', which the new mask selects, is not in the parameters`);
   const optimizer = trainOnly(o.inner, to, { sparseState: sparse });
-  const fresh = tf.tidy(() => optimizer.init(Object.fromEntries(leaves.map((p) => [p, o.params[p]!])), spec)) as MaskedState;
+  // The leaves the old state saw stay known, so updates of the same tree as before are accepted.
+  const known = [...new Set([...(old.leaves ?? []).filter((p) => o.params[p] !== undefined), ...leaves])];
+  const fresh = tf.tidy(() => optimizer.init(Object.fromEntries(known.map((p) => [p, o.params[p]!])), spec)) as MaskedState;
   const layouts = new Map<string, [Layout, Layout]>();
   const layout = (p: string): [Layout, Layout] => {
     let l = layouts.get(p);
