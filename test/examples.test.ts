@@ -122,6 +122,21 @@ const CLAIMS: Record<string, (out: string) => void> = {
     percent(out, /test accuracy after: +([\d.]+)%/);
     expect(num(out, /max \|served − sparsetune\| ([\d.e+-]+)/)).toBeLessThan(1e-3);
   },
+  'reselect.ts': (out) => {
+    // The budget stays GPS's at every re-selection, and the delta holds every entry that moved.
+    const rs = [...out.matchAll(/^after step \d+: (\d+) selected \((\d+) kept, (\d+) dropped, (\d+) added\)$/gm)].map((m) => m.slice(1).map(Number));
+    expect(rs.length).toBeGreaterThan(0);
+    for (const [selected, kept, dropped, added] of rs) {
+      expect(selected).toBe(rs[0]![0]);
+      expect(kept! + added!).toBe(selected);
+      expect(dropped).toBe(added);
+    }
+    const trained = num(out, /entries that trained: (\d+)/);
+    expect(trained).toBeGreaterThanOrEqual(rs[0]![0]!);
+    expect(trained).toBeLessThanOrEqual(rs[0]![0]! + rs.reduce((n, r) => n + r[3]!, 0));
+    expect(num(out, /changed but not in the delta: (\d+)/)).toBe(0);
+    percent(out, /test accuracy ([\d.]+)%/);
+  },
   'testing-a-criterion.ts': (out) => expect(out).toContain('taylor: selector and criterion laws hold'),
   'typed-shapes.ts': (out) => {
     expect(out).toMatch(/logits \[ \d+, 10 \]/);

@@ -7,3 +7,4 @@ export * from './transform.js';
 export * from './masked.js';
 export * from './train.js';
 export * from './wrappers.js';
+export * from './reselect.js';

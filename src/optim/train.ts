@@ -10,8 +10,10 @@ import { ConfigError, leafSize, MaskError, NonFiniteError, paths, rng, ShapeErro
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
-import { assertMaskFor, countOnes, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
+import { assertMaskFor, countOnes, maskAlgebra, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
+import { BudgetError } from '../core/index.js';
 import { disposeReplaced, trainableLeaves, trainOnly } from './masked.js';
+import { carryState, maskChange } from './reselect.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
 
@@ -47,7 +49,45 @@ export interface StepProgress {
   readonly steps: number;
   /** This step's loss. */
   readonly loss: number;
+  /** The re-selection that ran after this step (with {@link FineTuneOptions.reselect}), and the mask it chose. */
+  readonly reselection?: Reselection & { readonly mask: Mask };
 }
+
+// --- Re-selection during training (reselect): its option and record.
+/**
+ * {@link FineTuneOptions.reselect}: re-run a selector every `every` steps.
+ * @category Training
+ */
+export interface ReselectOptions {
+  /** Steps between re-selections (counted over the whole run, across epochs); none runs after the last step. */
+  readonly every: number;
+  /**
+   * The selector; default the one `mask` was given as (a fixed Mask needs
+   * one here). It must select as many entries as the first mask: a
+   * {@link BudgetError} otherwise.
+   */
+  readonly selector?: Selector;
+}
+
+/**
+ * One re-selection during {@link fineTune}: when it ran and how the mask changed.
+ * @category Training
+ */
+export interface Reselection {
+  /** The step it ran after, counted over the whole run (1-based). */
+  readonly step: number;
+  /** The epoch of that step. */
+  readonly epoch: number;
+  /** Entries the new mask selects (always the first mask's count). */
+  readonly selected: number;
+  /** Entries selected before and after: their optimizer state carried over. */
+  readonly kept: number;
+  /** Entries selected before, not after: frozen at their trained values, their state dropped. */
+  readonly dropped: number;
+  /** Entries newly selected: starting from a fresh state (zero moments). */
+  readonly added: number;
+}
+// ---
 
 /**
  * Options of {@link fineTune}: a model taking samples of shape `I`,
@@ -134,6 +174,21 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * epochs; the result equals the uncached run's up to float rounding.
    */
   readonly cacheFeatures?: boolean;
+  // --- Re-selection during training (reselect).
+  /**
+   * Re-select every `every` steps (as SpIEL's drop-and-grow): the selector
+   * runs on the current weights (the base with what has trained so far), on
+   * the training data, with a seed derived from `seed` and the re-selection's
+   * number. The budget stays fixed (the new mask must select as many entries
+   * as the first; a {@link BudgetError} otherwise). Entries dropped keep their
+   * trained values and stop moving; entries selected in both masks keep
+   * their optimizer state; new ones start from a fresh state, while the step
+   * count (bias correction, the schedule) carries on ({@link carryState}).
+   * `result.mask` is then every entry that trained at some point, and
+   * `result.reselections` says what each re-selection changed.
+   */
+  readonly reselect?: ReselectOptions;
+  // ---
 }
 
 /**
@@ -143,7 +198,11 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
 export interface FineTuneResult {
   /** The tuned parameters: new tensors for trained leaves, the caller's own tensors for frozen ones. */
   readonly params: Params;
-  /** The mask that was trained. */
+  /**
+   * The mask that was trained; with {@link FineTuneOptions.reselect}, every
+   * entry that trained at some point up to the returned epoch (the union of
+   * the masks), which is what may differ from the base: give it to `extractDelta`.
+   */
   readonly mask: Mask;
   /** One record per epoch. */
   readonly history: readonly EpochRecord[];
@@ -153,6 +212,8 @@ export interface FineTuneResult {
   readonly cachedFeatures: boolean;
   /** The leaves whose gradient was computed at the selected entries only (see {@link FineTuneOptions.sparseGradients}). */
   readonly sparseGradientLeaves: readonly string[];
+  /** The re-selections that ran, in order (empty without {@link FineTuneOptions.reselect}). */
+  readonly reselections: readonly Reselection[];
 }
 
 /**
@@ -284,9 +345,16 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     throw new ConfigError(`fineTune: labelSmoothing must be in [0, 1), got ${String(o.labelSmoothing)}`);
   }
   if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
-  const mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(o.parallel ? { parallel: o.parallel } : {}) })) : o.mask;
+  let mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(o.parallel ? { parallel: o.parallel } : {}) })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
+  // --- Re-selection during training (reselect): checked before any state exists.
+  const reselector = o.reselect && (o.reselect.selector ?? (typeof o.mask === 'function' ? o.mask : undefined));
+  if (o.reselect) {
+    positiveInteger('fineTune: reselect', { every: o.reselect.every });
+    if (typeof reselector !== 'function') throw new ConfigError('fineTune: reselect needs a selector (reselect.selector) when mask is a fixed Mask');
+  }
+  // ---
 
   // A head-only selection trains on backbone features computed once per image
   // (before anything needing disposal exists).
@@ -297,19 +365,16 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     n: set.n,
     shape: [model.features],
   });
-  const trainSet = cache ? features(o.train) : (o.train as DataSet<SampleShape, Labels>);
-  const valSet = o.val && (cache ? features(o.val) : (o.val as DataSet<SampleShape, Labels>));
-  const net: Model<Shape, number, number> = cache ? headOnly(model) : model;
+  let trainSet = cache ? features(o.train) : (o.train as DataSet<SampleShape, Labels>);
+  let valSet = o.val && (cache ? features(o.val) : (o.val as DataSet<SampleShape, Labels>));
+  let net: Model<Shape, number, number> = cache ? headOnly(model) : model;
 
   const steps = Math.ceil(o.train.n / batchSize);
   // Leaves with nothing selected get no gradient at all; trainOnly keeps the rest's frozen entries exact.
-  const trainable = trainableLeaves(mask);
-  const tx: GradientTransformation = trainOnly(
-    o.optimizer ?? adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps })),
-    mask,
-    { sparseState: o.sparseState ?? true },
-  );
-  const frozen = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
+  let trainable = trainableLeaves(mask);
+  const inner = o.optimizer ?? adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps }));
+  let tx: GradientTransformation = trainOnly(inner, mask, { sparseState: o.sparseState ?? true });
+  let frozen: Params = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
   // --- Cost that follows the selection (kernels.ts): partly selected kernels'
   // gradients at their selected entries, where that is the cheaper.
   const sparse = new Map<string, SparseGradEntries>();
@@ -332,16 +397,102 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const report = typeof o.progressBar === 'function' ? o.progressBar : o.progressBar === false ? undefined : defaultProgress;
   const history: EpochRecord[] = [];
   // Higher is better: accuracy, or minus the loss for regression.
-  let best: { score: number; epoch: number; params: Params } | undefined;
+  let best: { score: number; epoch: number; params: Params; trained: Mask } | undefined;
   const r = rng(seed).fork('fineTune');
   const t0 = performance.now();
+  // --- Re-selection during training (reselect): what it changes at a step boundary.
+  // Every entry that trained so far (what may differ from the base), and the record.
+  let trained = mask;
+  const reselections: Reselection[] = [];
+  const budget = paths(mask.spec).reduce((n, p) => n + countOnes(mask.bits[p]!), 0);
+  // Whether the loop still trains the head on cached features (until a re-selection leaves the head).
+  let cachedNow = cache;
+  const headOnlyMask = (m: Mask) => paths(m.spec).every((p) => countOnes(m.bits[p]!) === 0 || model.spec[p]!.role === 'head');
+  /** The epoch's batches: cached features while they serve, the images (in the same order) from a re-selection that leaves the head. */
+  function* epochBatches(epoch: number) {
+    const order = () => r.fork(`epoch${epoch}`);
+    let it = batches(trainSet, batchSize, { rng: order() });
+    let onFeatures = cachedNow;
+    let done = 0;
+    try {
+      for (;;) {
+        if (onFeatures && !cachedNow) {
+          // Same fork, same shuffle: skip the batches this epoch has trained on.
+          it.return(undefined);
+          it = batches(trainSet, batchSize, { rng: order() });
+          for (let i = 0; i < done; i++) it.next();
+          onFeatures = false;
+        }
+        const b = it.next();
+        if (b.done) return;
+        done++;
+        yield b.value;
+      }
+    } finally {
+      it.return(undefined);
+    }
+  }
+  /** Runs the selector on the current weights and moves training to its mask; `at` is the step it follows. */
+  const reselectAfter = (at: number, epoch: number): Reselection & { mask: Mask } => {
+    const n = reselections.length + 1;
+    const all = full();
+    // Host-side first (nothing to free if these throw): the new mask and its budget.
+    const next = select(reselector!, selectionEnv({ model, params: all, data: o.train, seed: rng(seed).fork('reselect').fork(n).int(2 ** 31 - 1), ...(o.parallel ? { parallel: o.parallel } : {}) }));
+    assertMaskFor(model.spec, next, `fineTune: re-selection ${n}`);
+    const change = maskChange(mask, next);
+    // Not enforced through sameAs: a selector's budget is its own (neuron's k per neuron, net's count), and most keep it by construction.
+    if (change.selected !== budget) {
+      throw new BudgetError(
+        `fineTune: re-selection ${n} (after step ${at}) selected ${change.selected} entries where the first mask selected ${budget}; ` +
+          're-selection keeps the budget fixed, so its selector must select a fixed count (neuron, layer or net with exactly, fraction or sameAs)',
+      );
+    }
+    const nextTrainable = trainableLeaves(next);
+    const nextCurrent = Object.fromEntries(nextTrainable.map((p) => [p, all[p]!]));
+    // Consumes the old state; from here on `state` is the new one (freed in finally).
+    ({ optimizer: tx, state } = carryState({ inner, state, from: mask, to: next, params: nextCurrent, spec: model.spec }));
+    // Dropped leaves keep their trained tensors (still in `owned`): frozen at their trained values.
+    frozen = Object.fromEntries(paths(all).filter((p) => !nextTrainable.includes(p)).map((p) => [p, all[p]!]));
+    current = nextCurrent;
+    trainable = nextTrainable;
+    mask = next;
+    trained = maskAlgebra(model.spec).join(trained, next);
+    // The same rule as the sparse-gradient block above, for the new mask.
+    for (const e of sparse.values()) e.dispose();
+    sparse.clear();
+    if (o.sparseGradients ?? true) {
+      const flat = maskToIndices(next);
+      for (const p of nextTrainable) {
+        const whole = countOnes(next.bits[p]!) === leafSize(model.spec[p]!);
+        const e = whole ? undefined : sparseGradEntries(model.spec[p]!.shape, flat[p]!);
+        if (e) sparse.set(p, e);
+      }
+    }
+    // Cached features stay valid while only the head trains (the backbone never moves); not after.
+    if (cachedNow && !headOnlyMask(next)) {
+      cachedNow = false;
+      trainSet = o.train as DataSet<SampleShape, Labels>;
+      valSet = o.val as DataSet<SampleShape, Labels> | undefined;
+      net = model;
+    }
+    // Workers hold the frozen leaves and the mask: they start again on the new ones.
+    if (engine) {
+      engine.dispose();
+      engine = undefined;
+      engine = o.parallel!.trainer({ model, params: all, mask: next, trainable: nextTrainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
+    }
+    const record: Reselection = { step: at, epoch, ...change };
+    reselections.push(record);
+    return { ...record, mask: next };
+  };
+  // ---
   try {
     engine = o.parallel?.trainer({ model, params: o.params, mask, trainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
     for (let epoch = 1; epoch <= epochs; epoch++) {
       let lossSum = 0;
       let step = 0;
       let skipped = 0;
-      for (const { x, y, indices } of batches(trainSet, batchSize, { rng: r.fork(`epoch${epoch}`) })) {
+      for (const { x, y, indices } of epochBatches(epoch)) {
         const leaves = trainable.map((p) => current[p]!);
         const out = tf.tidy(() => {
           const lossFn = (...ts: tf.Tensor[]) => {
@@ -397,7 +548,11 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
           state = out.nextState;
           lossSum += loss;
         }
-        const p = { epoch, step, steps, loss };
+        // --- Re-selection during training (reselect): at a step boundary, never after the last step.
+        const overall = (epoch - 1) * steps + step;
+        const reselection = o.reselect && overall % o.reselect.every === 0 && overall < epochs * steps ? reselectAfter(overall, epoch) : undefined;
+        // ---
+        const p = { epoch, step, steps, loss, ...(reselection ? { reselection } : {}) };
         o.onStep?.(p);
         report?.(p);
       }
@@ -418,16 +573,18 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       const score = valAccuracy ?? (valLoss === undefined ? undefined : -valLoss);
       if (o.keepBest && score !== undefined && (!best || score > best.score)) {
         if (best) Object.values(best.params).forEach((t) => t.dispose());
-        best = { score, epoch, params: Object.fromEntries(trainable.map((p) => [p, tf.clone(current[p]!)])) };
+        // Every leaf that moved: with re-selection, dropped leaves too.
+        const all = full();
+        best = { score, epoch, params: Object.fromEntries(paths(all).filter((p) => owned.has(all[p]!)).map((p) => [p, tf.clone(all[p]!)])), trained };
       }
     }
     // A finite loss can still come with a non-finite update; each step's
     // check sees it one step later, so the last step's is checked here: one
     // read per run, Σ x·0 being NaN exactly when some x is not finite.
-    const returned = best ? best.params : current;
-    const sum = tf.tidy(() => tf.addN(trainable.map((p) => tf.sum(tf.mul(returned[p]!, 0)))));
-    const finite = Number.isFinite(sum.dataSync()[0]);
-    sum.dispose();
+    const returned = best ? Object.values(best.params) : Object.values(full()).filter((t) => owned.has(t));
+    const sum = returned.length === 0 ? undefined : tf.tidy(() => tf.addN(returned.map((t) => tf.sum(tf.mul(t, 0)))));
+    const finite = sum === undefined || Number.isFinite(sum.dataSync()[0]);
+    sum?.dispose();
     if (!finite) {
       throw new NonFiniteError(
         `fineTune: the parameters of epoch ${best ? best.epoch : epochs} are not finite although every loss was (an update from a finite loss was not); ` +
@@ -447,12 +604,12 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     tf.dispose(state);
     for (const e of sparse.values()) e.dispose();
   }
-  const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()] };
+  const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()], reselections };
   if (best) {
     for (const t of owned) t.dispose();
-    return { params: { ...frozen, ...best.params }, mask, history, epoch: best.epoch, ...how };
+    return { params: { ...o.params, ...best.params }, mask: best.trained, history, epoch: best.epoch, ...how };
   }
-  return { params: full(), mask, history, epoch: epochs, ...how };
+  return { params: full(), mask: trained, history, epoch: epochs, ...how };
 }
 
 /** The backbone's features of every sample of `set`, sample-major, in evaluation mode. */
