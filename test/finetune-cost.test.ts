@@ -52,6 +52,13 @@ test.each([
   expect(sparse.sparseGradientLeaves.length).toBeGreaterThan(0);
   expect(sparse.sparseGradientLeaves.every((p) => model.spec[p]!.role === 'kernel')).toBe(true);
   expect(dense.sparseGradientLeaves).toEqual([]);
+  // With sparse state (the default) those leaves' gradients and updates stay at the selected values.
+  expect(sparse.selectedValueLeaves).toEqual(sparse.sparseGradientLeaves);
+  // Dense state takes the dense-shaped sparse gradient, with the same result.
+  const denseState = fineTune({ ...o, sparseState: false });
+  expect(denseState.selectedValueLeaves).toEqual([]);
+  expect(maxRelDiff(denseState.params, dense.params)).toBeLessThan(1e-5);
+  dispose(denseState.params, params);
   expect(maxRelDiff(sparse.params, dense.params)).toBeLessThan(1e-5);
   sparse.history.forEach((h, i) => expect(h.loss).toBeCloseTo(dense.history[i]!.loss, 5));
   // Frozen entries stay bit-identical on the sparse path too.
