@@ -7,7 +7,8 @@ import { paths, type Params } from '../src/index.js';
 import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
 import { cnn, vit } from '../src/models/index.js';
-import { bitfit, linearProbe, maskOf } from '../src/selection/index.js';
+import { bitfit, linearProbe, maskOf, type Selector } from '../src/selection/index.js';
+import * as E from 'fp-ts/lib/Either.js';
 import { fineTune, type FineTuneOptions } from '../src/optim/index.js';
 
 const task = buildTask('rotation', { testSize: 10 });
@@ -52,6 +53,13 @@ test.each([
   expect(sparse.sparseGradientLeaves.length).toBeGreaterThan(0);
   expect(sparse.sparseGradientLeaves.every((p) => model.spec[p]!.role === 'kernel')).toBe(true);
   expect(dense.sparseGradientLeaves).toEqual([]);
+  // With sparse state (the default) those leaves' gradients and updates stay at the selected values.
+  expect(sparse.selectedValueLeaves).toEqual(sparse.sparseGradientLeaves);
+  // Dense state takes the dense-shaped sparse gradient, with the same result.
+  const denseState = fineTune({ ...o, sparseState: false });
+  expect(denseState.selectedValueLeaves).toEqual([]);
+  expect(maxRelDiff(denseState.params, dense.params)).toBeLessThan(1e-5);
+  dispose(denseState.params, params);
   expect(maxRelDiff(sparse.params, dense.params)).toBeLessThan(1e-5);
   sparse.history.forEach((h, i) => expect(h.loss).toBeCloseTo(dense.history[i]!.loss, 5));
   // Frozen entries stay bit-identical on the sparse path too.
@@ -98,5 +106,40 @@ test('a selection beyond the head is not cached', () => {
   const r = fineTune({ model, params, mask: bitfit(), train, epochs: 1, batchSize: 20, progressBar: false });
   expect(r.cachedFeatures).toBe(false);
   dispose(r.params, params);
+  tf.dispose(Object.values(params));
+});
+
+test('re-selection on the sparse-gradient path: the new mask gets its own probes, and the run equals the dense-gradient one', () => {
+  const model = vit({ input: [28, 28, 1], patch: 7, width: 32, depth: 2, heads: 4, classes: 4 });
+  const params = model.init(0);
+  // Two entries in every eighth column of each dense kernel, moving with each call: each
+  // re-selection picks other entries, so the first mask's probes no longer fit.
+  const sparsePick = (shift: number): Selector => (ctx) =>
+    E.right(
+      maskOf(ctx.env.spec, (leaf) => {
+        if (leaf.role === 'head') return true;
+        if (leaf.role !== 'kernel' || leaf.shape.length !== 2) return false;
+        const [k, n] = leaf.shape as [number, number];
+        const bits = new Uint8Array(k * n);
+        for (let j = 0; j < n; j += 8) for (const i of [(j + shift) % k, (7 * j + 3 + shift) % k]) bits[i * n + j] = 1;
+        return bits;
+      }),
+    );
+  let calls = 0;
+  const moving: Selector = (ctx) => sparsePick(calls++)(ctx);
+  const run = (sparseGradients: boolean) => {
+    calls = 0;
+    return fineTune({ model, params, mask: moving, train, epochs: 1, batchSize: 8, progressBar: false, learningRate: 1e-2, sparseGradients, reselect: { every: 2 } });
+  };
+  const before = tf.memory().numTensors;
+  const sparse = run(true);
+  const dense = run(false);
+  expect(sparse.reselections.length).toBeGreaterThan(0);
+  expect(sparse.reselections.every((r) => r.added > 0)).toBe(true);
+  expect(sparse.selectedValueLeaves.length).toBeGreaterThan(0);
+  expect(maxRelDiff(sparse.params, dense.params)).toBeLessThan(1e-5);
+  dispose(sparse.params, params);
+  dispose(dense.params, params);
+  expect(tf.memory().numTensors).toBe(before);
   tf.dispose(Object.values(params));
 });

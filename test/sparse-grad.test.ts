@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, test } from 'vitest';
 import { describeOnBackends } from './gradcheck.js';
-import { conv2d, depthwiseConv2d, linear, matmul, randomNormal, rng, sparseGradEntries, withSparseWeightGrads, type Tensor } from '../src/index.js';
+import { conv2d, depthwiseConv2d, linear, matMulOnlyWeights, matmul, randomNormal, rng, sparseGradEntries, withSparseWeightGrads, type Tensor } from '../src/index.js';
 
 const r = rng(11);
 let draws = 0;
@@ -64,6 +64,43 @@ describeOnBackends((backend) => {
     tf.dispose([dx!, dw!, dxDense!, dwDense!]);
     expect(tf.memory().numTensors).toBe(before);
     entries.dispose();
+  });
+
+  test('the probe\'s gradient is the dense gradient at the wanted entries, in their order, and the weight gets none', async () => {
+    const x = rand([4, 5, 24]);
+    const w = rand([24, 40]);
+    const R = rand([4, 5, 40]);
+    const flat = pick(24, 40, 30, 3);
+    const entries = sparseGradEntries([24, 40], flat, true)!;
+    const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(linear(any(a) as T3, any(b) as T2), R));
+    const before = tf.memory().numTensors;
+    // Two uses of the weight: their shares add up in the probe's gradient.
+    const twice = (a: tf.Tensor) => tf.add(loss(a, w), loss(tf.mul(a, 2), w));
+    const [values] = withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads(() => twice(x))([entries.probe]));
+    const dense = tf.grads((b: tf.Tensor) => tf.add(loss(x, b), loss(tf.mul(x, 2), b)))([w])[0]!;
+    expect(values!.shape).toEqual([30]);
+    const d = dense.dataSync();
+    const v = values!.dataSync();
+    const scale = Math.max(...d.map(Math.abs));
+    flat.forEach((f, q) => expect(Math.abs(v[q]! - d[f]!)).toBeLessThanOrEqual(1e-6 * scale));
+    tf.dispose([values!, dense]);
+    expect(tf.memory().numTensors).toBe(before);
+    // The forward product alone: none for the weight's gradient, none for the data's.
+    const k = await kernelsOf(() => withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads(() => loss(x, w))([entries.probe])[0]!.dataSync()));
+    expect(k['SparsetuneMatMul']).toBe(1);
+    entries.dispose();
+  });
+
+  test('matMulOnlyWeights: a weight used as a matmul weight only, or also otherwise', () => {
+    const x = rand([6, 5]);
+    const w = rand([5, 4]);
+    const v = rand([5, 4]);
+    const u = rand([5, 4]);
+    const before = tf.memory().numTensors;
+    const ok = matMulOnlyWeights([w, v, u], () => tf.add(tf.sum(matmul(any(x) as T2, any(w) as T2)), tf.add(tf.sum(matmul(any(x) as T2, any(v) as T2)), tf.sum(v))));
+    // w: matmul only; v: also summed; u: not used at all.
+    expect(ok).toEqual([true, false, false]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test('outside withSparseWeightGrads, and for other weights, gradients are dense', () => {

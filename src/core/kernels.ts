@@ -98,7 +98,11 @@ function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   // the key of its entries, for the gradient function: that sees the tape's
   // copy of the weight (on wasm, other data), not the weight itself.
   const key = a.rank === 2 && b.rank === 2 ? wanted?.get(b.dataId) : undefined;
-  return tf.engine().runKernel(KERNEL, { a, b }, key === undefined ? {} : { entries: key }) as tf.Tensor;
+  if (key === undefined) return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
+  // The probe rides along as a third input the forward kernel ignores: the
+  // tape then differentiates it like any input, and its gradient is the
+  // weight's gradient at the selected entries alone (see SparseGradEntries.probe).
+  return tf.engine().runKernel(KERNEL, { a, b, probe: byKey[key]!.probe }, { entries: key }) as tf.Tensor;
 }
 
 // ---------------------------------------------------------------------------
@@ -131,7 +135,17 @@ export interface SparseGradEntries {
   readonly count: number;
   /** The same entries on the host: row-major flat index, row and column of each. */
   readonly host: { readonly flat: Int32Array; readonly rows: Int32Array; readonly cols: Int32Array };
-  /** Frees the index tensors. */
+  /**
+   * Zeros `[n]` (float32) standing for the selected entries of the weight:
+   * W + scatter(probe) with probe = 0 is W, so the gradient of a loss with
+   * respect to the probe is the weight's gradient at the entries, in
+   * `flat`'s order. Differentiate with respect to it (instead of the weight)
+   * inside {@link withSparseWeightGrads} to get those `n` values and no
+   * dense-shaped gradient at all; only uses of the weight as a marked
+   * matmul's right operand reach it (see {@link matMulOnlyWeights}).
+   */
+  readonly probe: tf.Tensor1D;
+  /** Frees the index tensors and the probe. */
   dispose(): void;
 }
 
@@ -188,6 +202,7 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
     rows: tf.tensor1d(rows, 'int32'),
     cols: tf.tensor1d(cols, 'int32'),
     coords: tf.tensor2d(coords, [flat.length, 2], 'int32'),
+    probe: tf.zeros([flat.length], 'float32') as tf.Tensor1D,
   };
   return { ...t, shape: [k, n], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
 }
@@ -224,23 +239,68 @@ export function withSparseWeightGrads<T>(weights: ReadonlyMap<tf.Tensor, SparseG
 }
 
 /**
- * Σ_r a[r, i]·g[r, j] at the wanted (i, j), zeros elsewhere. On the
- * backends whose data lives in this thread (wasm, cpu: reading it is a
- * copy, not a device sync) the sums run here, row by row over contiguous
- * rows, in float64: wasm's GatherV2 is an element-by-element loop that
- * costs more than the whole dense product. Elsewhere: gathered columns, a
- * product, a column sum and a scatter.
+ * Which of `weights` the forward pass `forward` uses only as the right-hand
+ * operand of our 2-D matmul (`matmul`, `linear`, `dense`), and at least
+ * once: the weights whose gradient {@link SparseGradEntries.probe} carries
+ * whole. A weight used any other way as well (reshaped, added, gathered,
+ * in a convolution) would lose that use's share of the gradient there, so
+ * it must take the weight's own (dense-shaped) gradient instead. Runs
+ * `forward` once on the gradient tape and reads the tape; nothing is
+ * differentiated and nothing is left behind.
+ * @example
+ * ```ts
+ * const [ok] = matMulOnlyWeights([w], () => linear(x, w)); // true
+ * ```
+ * @category Backends
  */
-function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor {
+export function matMulOnlyWeights(weights: readonly tf.Tensor[], forward: () => unknown): boolean[] {
+  const ids = new Map(weights.map((w, i) => [w.dataId, i]));
+  const seen = weights.map(() => false);
+  const other = weights.map(() => false);
+  tf.tidy(() => {
+    // A gradient scope records the tape; the constant result leaves nothing to differentiate.
+    tf.engine().gradients(
+      () => {
+        const y = forward();
+        const tape = (tf.engine().state as unknown as { activeTape: { kernelName: string; inputs: Record<string, tf.Tensor>; outputs: tf.Tensor[] }[] | null }).activeTape ?? [];
+        // The tape also holds the copies a kernel saves for its gradient
+        // (clone nodes whose output nothing consumes): a use counts only
+        // when its output feeds the computation.
+        const consumed = new Set<number>(y instanceof tf.Tensor ? [y.id] : []);
+        for (const node of tape) for (const t of Object.values(node.inputs)) if (t !== undefined) consumed.add(t.id);
+        for (const node of tape) {
+          for (const [name, t] of Object.entries(node.inputs)) {
+            const i = t === undefined ? undefined : ids.get(t.dataId);
+            if (i === undefined) continue;
+            if (node.kernelName === KERNEL && name === 'b' && t.rank === 2 && t.shape[0] === weights[i]!.shape[0]) seen[i] = true;
+            else if (node.outputs.some((o) => consumed.has(o.id))) other[i] = true;
+          }
+        }
+        return tf.scalar(0);
+      },
+      weights.length > 0 ? [...weights] : [tf.scalar(0)],
+      undefined,
+      true,
+    );
+  });
+  return weights.map((_, i) => seen[i]! && !other[i]!);
+}
+
+/**
+ * Σ_r a[r, i]·g[r, j] at the wanted (i, j), as a vector `[n]` in the
+ * entries' order. On the backends whose data lives in this thread (wasm,
+ * cpu: reading it is a copy, not a device sync) the sums run here, row by
+ * row over contiguous rows, in float64: wasm's GatherV2 is an
+ * element-by-element loop that costs more than the whole dense product.
+ * Elsewhere: gathered columns, a product and a column sum.
+ */
+function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor1D {
   const backend = tf.getBackend();
-  if (backend !== 'wasm' && backend !== 'cpu') {
-    const values = tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0);
-    return tf.scatterND(e.coords, values, [...e.shape]);
-  }
+  if (backend !== 'wasm' && backend !== 'cpu') return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
   const [k, n] = e.shape;
   const av = a.dataSync() as Float32Array;
   const gv = g.dataSync() as Float32Array;
-  const { flat, rows, cols } = e.host;
+  const { rows, cols } = e.host;
   const acc = new Float64Array(e.count);
   const r = a.shape[0]!;
   for (let row = 0; row < r; row++) {
@@ -248,9 +308,18 @@ function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.
     const go = row * n;
     for (let q = 0; q < acc.length; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
   }
-  const out = new Float32Array(k * n);
-  for (let q = 0; q < acc.length; q++) out[flat[q]!] = acc[q]!;
-  return tf.tensor2d(out, [k, n]);
+  return tf.tensor1d(Float32Array.from(acc));
+}
+
+/** The same, dense-shaped with zeros elsewhere (the weight's own gradient inside withSparseWeightGrads). */
+function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor {
+  const values = sparseWeightGradValues(a, g, e);
+  if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') return tf.scatterND(e.coords, values, [...e.shape]);
+  const v = values.dataSync();
+  values.dispose();
+  const out = new Float32Array(e.shape[0] * e.shape[1]);
+  for (let q = 0; q < v.length; q++) out[e.host.flat[q]!] = v[q]!;
+  return tf.tensor2d(out, [...e.shape]);
 }
 
 tf.registerGradient({
@@ -266,6 +335,8 @@ tf.registerGradient({
         const e = key === undefined ? undefined : byKey[key];
         return e ? sparseWeightGrad(a, g, e) : kernelMatMul(tf.transpose(a, swapLast(a.rank)), g);
       },
+      // Asked for only when the probe is differentiated (see SparseGradEntries.probe).
+      probe: () => sparseWeightGradValues(a, g, byKey[key!]!),
     };
   },
 });

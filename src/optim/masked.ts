@@ -235,8 +235,17 @@ export interface SparseState<S extends OptState = OptState> extends tf.TensorCon
   readonly indices: Record<string, tf.Tensor>;
 }
 
+/**
+ * Whether `x`, for a leaf with the selected flat indices `idx` `[n, 1]`, holds
+ * the selected values alone (`[n]`, in index order) rather than the whole
+ * leaf. Unambiguous: a partly selected leaf has more than n entries, so a
+ * whole-leaf tensor is never 1-D of length n.
+ */
+const isSelectedValues = (x: tf.Tensor, idx: tf.Tensor | undefined): boolean => idx !== undefined && x.rank === 1 && x.shape[0] === idx.shape[0];
+
 function sparseCore(inner: GradientTransformation, mask: MaskLike, what: string, outside: 'pass' | 'zero'): GradientTransformation<SparseState> {
-  const gather = (state: SparseState, p: string, x: tf.Tensor) => (state.indices[p] ? tf.gatherND(tf.reshape(x, [-1]), state.indices[p]!) : x);
+  // A leaf given as its selected values is already what inner sees: no gather, no scatter.
+  const gather = (state: SparseState, p: string, x: tf.Tensor) => (state.indices[p] && !isSelectedValues(x, state.indices[p]) ? tf.gatherND(tf.reshape(x, [-1]), state.indices[p]!) : x);
   return {
     init: (params, spec) => {
       const r = resolveMask(mask, params, spec, what);
@@ -265,6 +274,8 @@ function sparseCore(inner: GradientTransformation, mask: MaskLike, what: string,
           if (v === undefined) return [p, outside === 'pass' ? x : tf.neg(tf.zerosLike(x))];
           const idx = state.indices[p];
           if (idx === undefined) return [p, v];
+          // Selected values in, selected values out: applySelectedUpdates writes them.
+          if (isSelectedValues(x, idx)) return [p, v];
           if (outside === 'zero') {
             // scatterND fills with +0; negating twice gives −0 there and leaves the selected values exact.
             return [p, tf.reshape(tf.neg(tf.scatterND(idx, tf.neg(v), [x.size])), x.shape)];
@@ -276,6 +287,38 @@ function sparseCore(inner: GradientTransformation, mask: MaskLike, what: string,
       return [out, { ...state, inner: s }];
     },
   };
+}
+
+/**
+ * {@link applyUpdates} for the updates of {@link trainOnly} or
+ * {@link sparseState} (with sparse state, the default) that may hold a
+ * partly selected leaf as its selected values alone: where the gradient
+ * handed to `update` was such a vector `[n]` (in `maskToIndices` order,
+ * as `fineTune`'s sparse gradient path gives for a partly selected
+ * kernel), so is the update, and it is added to those `n` entries in
+ * place of a dense add: one gather, one add and one scatter of `n` values
+ * (plus the copy any new tensor costs); every other entry is copied, bit
+ * for bit. Leaves with whole-leaf updates are added as `applyUpdates` does.
+ * The selected entries get the same bits as with the dense-shaped update.
+ * @example
+ * ```ts
+ * const tx = trainOnly(adamw(1e-3), mask); // sparse state
+ * const [u, next] = tx.update({ 'fc.kernel': selectedValues }, state, params);
+ * params = applySelectedUpdates(params, u, next);
+ * ```
+ * @category Optimizers
+ */
+export function applySelectedUpdates(params: Tree<tf.Tensor>, updates: Tree<tf.Tensor>, state: SparseState): Tree<tf.Tensor> {
+  return Object.fromEntries(
+    Object.entries(params).map(([p, x]) => {
+      const u = updates[p];
+      if (u === undefined) return [p, x];
+      const idx = state.indices?.[p];
+      if (!isSelectedValues(u, idx) || x.size === u.size) return [p, tf.add(x, u)];
+      const flat = tf.reshape(x, [-1]);
+      return [p, tf.reshape(tf.tensorScatterUpdate(flat, idx!, tf.add(tf.gatherND(flat, idx!), u)), x.shape)];
+    }),
+  );
 }
 
 /** The spec of a gathered leaf: its role kept, its shape the gathered length. */

@@ -6,13 +6,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { ConfigError, leafSize, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { stockGradients } from '../core/kernels.js';
+import { ConfigError, leafSize, matMulOnlyWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
 import { assertMaskFor, countOnes, maskAlgebra, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
 import { BudgetError } from '../core/index.js';
-import { disposeReplaced, trainableLeaves, trainOnly } from './masked.js';
+import { applySelectedUpdates, disposeReplaced, trainableLeaves, trainOnly, type SparseState } from './masked.js';
 import { carryState, maskChange } from './reselect.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
@@ -214,6 +215,12 @@ export interface FineTuneResult {
   readonly sparseGradientLeaves: readonly string[];
   /** The re-selections that ran, in order (empty without {@link FineTuneOptions.reselect}). */
   readonly reselections: readonly Reselection[];
+  /**
+   * Of those, the leaves whose gradient reached the optimizer as the
+   * selected values alone and whose update was written to those entries
+   * alone (with sparse state, for kernels the model uses as matmul weights only).
+   */
+  readonly selectedValueLeaves: readonly string[];
 }
 
 /**
@@ -386,6 +393,13 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
       if (e) sparse.set(p, e);
     }
   }
+  // With sparse state, those leaves' gradients go to the optimizer as their
+  // selected values alone (the probe's gradient, kernels.ts), and their
+  // updates are written to those entries alone: no dense-shaped gradient,
+  // update or add. Decided on the first step, for the leaves the forward
+  // pass uses as matmul weights only (the probe carries no other use).
+  const selectedValues = (o.sparseState ?? true) && !stockGradients() && sparse.size > 0;
+  let probed: ReadonlySet<string> | undefined;
   // ---
   // The trained leaves live in `current`; the caller's own tensors are never disposed.
   let current: Params = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
@@ -468,6 +482,8 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
         if (e) sparse.set(p, e);
       }
     }
+    // The probed leaves are decided again on the next step, for the new mask's leaves and probes.
+    probed = undefined;
     // Cached features stay valid while only the head trains (the backbone never moves); not after.
     if (cachedNow && !headOnlyMask(next)) {
       cachedNow = false;
@@ -505,12 +521,22 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
           let g: Params;
           if (engine) ({ value, grads: g } = engine.step(current, indices));
           else {
-            const vg = withSparseWeightGrads(new Map([...sparse].map(([p, e]) => [current[p]!, e])), () => tf.valueAndGrads(lossFn)(leaves));
+            const marks = new Map([...sparse].map(([p, e]) => [current[p]!, e]));
+            if (probed === undefined) {
+              const ps = selectedValues ? [...sparse.keys()] : [];
+              const ok = ps.length ? withSparseWeightGrads(marks, () => matMulOnlyWeights(ps.map((p) => current[p]!), () => lossFn(...leaves))) : [];
+              probed = new Set(ps.filter((_, i) => ok[i]));
+            }
+            const on = probed;
+            // A probed leaf is differentiated through its probe; the forward pass uses the weight itself.
+            const xs = trainable.map((p) => (on.has(p) ? sparse.get(p)!.probe : current[p]!));
+            const f = (...ts: tf.Tensor[]) => lossFn(...trainable.map((p, i) => (on.has(p) ? current[p]! : ts[i]!)));
+            const vg = withSparseWeightGrads(marks, () => tf.valueAndGrads(f)(xs));
             value = vg.value;
             g = Object.fromEntries(trainable.map((p, i) => [p, vg.grads[i]!]));
           }
           const [updates, nextState] = tx.update(g, state, current);
-          const next = applyUpdates(current, updates);
+          const next = selectedValues ? applySelectedUpdates(current, updates, nextState as SparseState) : applyUpdates(current, updates);
           // With 'skip', as optax's apply_if_finite, a non-finite update (from a
           // finite loss) is caught too: Σ u·0 is 0 for finite updates and NaN
           // otherwise, so the one scalar the loop reads carries both checks.
@@ -604,7 +630,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     tf.dispose(state);
     for (const e of sparse.values()) e.dispose();
   }
-  const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()], reselections };
+  const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()], selectedValueLeaves: [...(probed ?? [])], reselections };
   if (best) {
     for (const t of owned) t.dispose();
     return { params: { ...o.params, ...best.params }, mask: best.trained, history, epoch: best.epoch, ...how };
