@@ -1,7 +1,8 @@
 // Every speed and memory benchmark (docs/benchmarks.md), run one after
 // another, summarised in one JSON and one markdown table.
 //
-//   npm run bench:speed
+//   npm run bench:speed                  run them all, then the table
+//   npm run bench:speed -- --table-only  the table from their last results, without running them
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { machine, writeResults } from './lib.js';
@@ -12,9 +13,11 @@ const run = (script: string, ...args: string[]) => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', here(script), ...args], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`${script} failed with ${r.status}`);
 };
-run('./step.ts', '--batch', '32,64', '--rounds', '20', '--method-rounds', '5');
-run('./selection.ts', '--rounds', '5');
-run('./optim.ts', '--rounds', '20', '--steps', '1000');
+const tableOnly = process.argv.includes('--table-only');
+if (!tableOnly) run('./step.ts', '--batch', '32,64', '--rounds', '20', '--method-rounds', '5');
+if (!tableOnly) run('./selection.ts', '--rounds', '5');
+if (!tableOnly) run('./optim.ts', '--rounds', '20', '--steps', '1000');
+if (!tableOnly) run('./reselect.ts', '--rounds', '3', '--every', '10');
 
 const read = (name: string): unknown => JSON.parse(readFileSync(here(`./results/${name}.json`), 'utf8'));
 const step = read('step-wasm') as {
@@ -24,7 +27,8 @@ const step = read('step-wasm') as {
   matmulPeakGflops: number;
   leakedTensors: number;
 };
-const sel = read('selection') as { vitB16: { entries: number; seconds: Record<string, number> }; gpsSelection: { ratio: number; selectSeconds: number; epochSeconds: number } };
+const sel = read('selection') as { vitB16: { entries: number; seconds: Record<string, number> }; gpsSelection: { ratio: number; selectSeconds: number; epochSeconds: number }; fpsSelection: { fpsSeconds: number; gpsPeakBytes: number; fpsPeakBytes: number } };
+const re = read('reselect') as { every: number; steps: number; rows: { criterion: string; ratio: number; reselections: number; perReselection: number }[] };
 const opt = read('optim') as { maskedStep: { ratio: number }; memory: { ratio: number }; delta: { ratio: number; deltaBytes: number; checkpointBytes: number }; leak: { steps: number; before: number; after: number } };
 
 const ours = (m: string) => step.rows.find((r) => r.model === m && r.batch === 32 && r.implementation === 'sparsetune')!;
@@ -43,11 +47,13 @@ const lines: [string, string, string][] = [
   ]),
   ['masked AdamW step ÷ unmasked', opt.maskedStep.ratio.toFixed(3), 'goal ≤ 1.05'],
   ['GPS selection ÷ one fine-tuning epoch (ViT, 800 images)', `${sel.gpsSelection.ratio.toFixed(2)}×`, 'goal ≤ 2.5×'],
+  ['FPS selection ÷ GPS selection, time and peak memory (ViT, 800 images)', `${(sel.fpsSelection.fpsSeconds / sel.gpsSelection.selectSeconds).toFixed(2)}, ${(sel.fpsSelection.fpsPeakBytes / sel.fpsSelection.gpsPeakBytes).toFixed(3)}`, 'forward pass only, no gradient tape'],
+  ...re.rows.map((r): [string, string, string] => [`fineTune with re-selection every ${re.every} steps ÷ without, ${r.criterion.toUpperCase()} (ViT, ${re.steps} steps)`, `${r.ratio.toFixed(2)}×`, `${r.reselections} re-selections, ${r.perReselection.toFixed(2)} s each`]),
   ...Object.entries(sel.vitB16.seconds).map(([k, s]): [string, string, string] => [`per-neuron ${k.replace('top', 'top-')}, ViT-B/16-sized tree (${(sel.vitB16.entries / 1e6).toFixed(1)}M entries)`, `${s.toFixed(3)} s`, 'goal < 0.5 s']),
   ['optimizer state, 1% selection ÷ dense Adam', `${(100 * opt.memory.ratio).toFixed(2)}%`, 'goal ≤ 5%'],
   ['GPS delta ÷ full checkpoint', `${(100 * opt.delta.ratio).toFixed(2)}%`, `${opt.delta.deltaBytes.toLocaleString('en-US')} of ${opt.delta.checkpointBytes.toLocaleString('en-US')} bytes`],
   [`tf.memory().numTensors over ${opt.leak.steps} masked steps`, `${opt.leak.before} → ${opt.leak.after}`, 'no growth'],
 ];
-const md = ['# Speed and memory', '', `Command: \`npm run bench:speed\` (${new Date().toISOString()}); each line comes from the benchmark named in \`bench/results/\`.`, '', '| benchmark | measured | against |', '| --- | ---: | --- |', ...lines.map((l) => `| ${l.join(' | ')} |`), ''].join('\n');
+const md = ['# Speed and memory', '', `Command: \`npm run bench:speed${tableOnly ? ' -- --table-only' : ''}\` (${new Date().toISOString()}); each line comes from the benchmark named in \`bench/results/\`${tableOnly ? ', as its last run left it' : ''}.`, '', '| benchmark | measured | against |', '| --- | ---: | --- |', ...lines.map((l) => `| ${l.join(' | ')} |`), ''].join('\n');
 console.log(md);
 writeResults('speed', { machine: machine(), step, selection: sel, optim: opt }, md);
