@@ -385,14 +385,17 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   // --- Cost that follows the selection (kernels.ts): partly selected kernels'
   // gradients at their selected entries, where that is the cheaper.
   const sparse = new Map<string, SparseGradEntries>();
-  if (o.sparseGradients ?? true) {
-    const flat = maskToIndices(mask);
-    for (const p of trainable) {
-      const whole = countOnes(mask.bits[p]!) === leafSize(model.spec[p]!);
+  /** Fills `sparse` for a mask: its partly selected leaves that the cost model makes sparse. */
+  const sparseFor = (m: Mask, leaves: readonly string[]) => {
+    if (!(o.sparseGradients ?? true)) return;
+    const flat = maskToIndices(m);
+    for (const p of leaves) {
+      const whole = countOnes(m.bits[p]!) === leafSize(model.spec[p]!);
       const e = whole ? undefined : sparseGradEntries(model.spec[p]!.shape, flat[p]!);
       if (e) sparse.set(p, e);
     }
-  }
+  };
+  sparseFor(mask, trainable);
   // With sparse state, those leaves' gradients go to the optimizer as their
   // selected values alone (the probe's gradient, kernels.ts), and their
   // updates are written to those entries alone: no dense-shaped gradient,
@@ -471,17 +474,10 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     trainable = nextTrainable;
     mask = next;
     trained = maskAlgebra(model.spec).join(trained, next);
-    // The same rule as the sparse-gradient block above, for the new mask.
+    // The sparse-gradient entries (and their probes) of the new mask.
     for (const e of sparse.values()) e.dispose();
     sparse.clear();
-    if (o.sparseGradients ?? true) {
-      const flat = maskToIndices(next);
-      for (const p of nextTrainable) {
-        const whole = countOnes(next.bits[p]!) === leafSize(model.spec[p]!);
-        const e = whole ? undefined : sparseGradEntries(model.spec[p]!.shape, flat[p]!);
-        if (e) sparse.set(p, e);
-      }
-    }
+    sparseFor(next, nextTrainable);
     // The probed leaves are decided again on the next step, for the new mask's leaves and probes.
     probed = undefined;
     // Cached features stay valid while only the head trains (the backbone never moves); not after.
