@@ -6,7 +6,7 @@
  * @module
  */
 import { ConfigError } from '../core/index.js';
-import type { SelectionLoss } from '../selection/index.js';
+import type { FpsOptions, GpsOptions, SelectionLoss } from '../selection/index.js';
 
 /**
  * GPS (Zhang et al., CVPR 2024): per neuron, the top-`k` input connections
@@ -14,20 +14,8 @@ import type { SelectionLoss } from '../selection/index.js';
  * The fields are {@link GpsOptions}'.
  * @category Methods
  */
-export interface GpsConfig {
+export interface GpsConfig extends Pick<GpsOptions, 'k' | 'loss' | 'biases' | 'head' | 'norms' | 'tokens'> {
   readonly method: 'gps';
-  /** Connections kept per neuron (default 1). */
-  readonly k?: number;
-  /** Selection loss (default `'supcon'`). */
-  readonly loss?: SelectionLoss;
-  /** Train every bias whole (default true). */
-  readonly biases?: boolean;
-  /** Train the head whole (default true). */
-  readonly head?: boolean;
-  /** Train norms whole (default false). */
-  readonly norms?: boolean;
-  /** Train position embeddings and class tokens whole (default false). */
-  readonly tokens?: boolean;
   /** Peak learning rate (default 1e-2). */
   readonly learningRate?: number;
 }
@@ -38,14 +26,8 @@ export interface GpsConfig {
  * fields are {@link FpsOptions}' (without the score's batching).
  * @category Methods
  */
-export interface FpsConfig {
+export interface FpsConfig extends Pick<FpsOptions, 'k' | 'biases' | 'head'> {
   readonly method: 'fps';
-  /** Connections kept per neuron (default 1). */
-  readonly k?: number;
-  /** Train every bias whole (default true). */
-  readonly biases?: boolean;
-  /** Train the head whole (default true). */
-  readonly head?: boolean;
   /** Peak learning rate (default 1e-2). */
   readonly learningRate?: number;
 }
