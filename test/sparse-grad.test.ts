@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, test } from 'vitest';
 import { describeOnBackends } from './gradcheck.js';
-import { conv2d, depthwiseConv2d, linear, matMulOnlyWeights, matmul, randomNormal, rng, sparseGradEntries, withSparseWeightGrads, type Tensor } from '../src/index.js';
+import { conv2d, depthwiseConv2d, linear, matMulOnlyWeights, matmul, randomNormal, rng, sparseGradEntries, SPARSE_ENTRY_COST, withSparseWeightGrads, type Tensor } from '../src/index.js';
 
 const r = rng(11);
 let draws = 0;
@@ -117,7 +117,12 @@ describeOnBackends((backend) => {
   });
 
   test('the cost model keeps dense gradients for many entries, and rejects bad indices', () => {
-    expect(sparseGradEntries([8, 8], pick(8, 8, 2, 1))).toBeUndefined();
+    // At the threshold (entries · SPARSE_ENTRY_COST = K · N) the dense gradient is kept; one fewer goes sparse.
+    const at = (8 * 8) / SPARSE_ENTRY_COST;
+    expect(sparseGradEntries([8, 8], pick(8, 8, at, 1))).toBeUndefined();
+    const below = sparseGradEntries([8, 8], pick(8, 8, at - 1, 1));
+    expect(below?.count).toBe(at - 1);
+    below?.dispose();
     expect(sparseGradEntries([4, 4, 4], [1])).toBeUndefined();
     const few = sparseGradEntries([256, 256], [3, 9]);
     expect(few?.count).toBe(2);
