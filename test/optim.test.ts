@@ -1,12 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, test } from 'vitest';
-import { MaskError, paths, tree, type Params } from '../src/index.js';
+import fc from 'fast-check';
+import { ConfigError, MaskError, paths, SpecError, tree, type Params } from '../src/index.js';
+import { runSteps, scoresFor, specArb, toParams } from '../src/testing/index.js';
 import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
 import { cnn, vit } from '../src/models/index.js';
 import { gps, maskAlgebra, maskOf, countMask } from '../src/selection/index.js';
 import { byRole } from '../src/selection/index.js';
-import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, clipByGlobalNorm, constant, cosineDecay, evaluate, exponentialDecay, fineTune, freeze, injectHyperparams, joinSchedules, linearSchedule, linearWarmup, lion, masked, momentum, multiSteps, partition, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, trainStep, type GradientTransformation, type OptState } from '../src/optim/index.js';
+import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, clipByGlobalNorm, constant, cosineDecay, evaluate, exponentialDecay, fineTune, FLAT, flatten, freeze, injectHyperparams, joinSchedules, linearSchedule, linearWarmup, lion, masked, momentum, multiSteps, partition, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, trainStep, type GradientTransformation, type OptState } from '../src/optim/index.js';
 import { batches } from '../src/data/index.js';
 import { NonFiniteError } from '../src/index.js';
 
@@ -369,5 +371,49 @@ describe('fineTune', () => {
     expect(() => fineTune({ ...base, mask: kernelsAndHead, train: { ...train, images: train.images.subarray(1) } })).toThrow(/fineTune: argument train: expected 48 samples of shape \[28, 28, 1\] \(37632 values\), got 37631 values/);
     expect(() => fineTune({ ...base, mask: kernelsAndHead, keepBest: true })).toThrow('fineTune: keepBest needs validation data');
     expect(stepped).toBe(false);
+  });
+});
+
+describe('flatten', () => {
+  const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
+  const elementwise: [string, () => GradientTransformation][] = [
+    ['adamw', () => adamw(0.05, { weightDecay: 0.1 })],
+    ['momentum', () => momentum(0.1, 0.9, true)],
+    ['rmsprop', () => rmsprop(0.01, { momentum: 0.5 })],
+    ['lion', () => lion(0.01)],
+  ];
+  // Random trees (1–4 leaves of up to 3×3), random gradients, and a size limit that
+  // flattens all, some or none of the leaves: the same bits as the unflattened optimizer.
+  const setup = specArb({ maxLeaves: 4, maxRank: 2, minDim: 1, maxDim: 3 }).chain((spec) =>
+    fc.record({
+      spec: fc.constant(spec),
+      params: scoresFor(spec, { ties: false }),
+      grads: fc.array(scoresFor(spec, { ties: false }), { minLength: 3, maxLength: 3 }),
+      maxLeafSize: fc.constantFrom(0, 1, 3, 4, Infinity),
+    }),
+  );
+  test.each(elementwise)('%s: flattened, the same updates bit for bit, whichever leaves are flattened', (_name, make) => {
+    fc.assert(
+      fc.property(setup, ({ spec, params, grads, maxLeafSize }) => {
+        const p0 = toParams(spec, params);
+        const g = grads.map((x) => toParams(spec, x));
+        const a = runSteps(flatten(make(), { maxLeafSize }), p0, g);
+        const b = runSteps(make(), p0, g);
+        const same = paths(spec).every((p) => bits(a[p]!).join() === bits(b[p]!).join());
+        tf.dispose([...Object.values(p0), ...Object.values(a), ...Object.values(b), ...g.flatMap((x) => Object.values(x))]);
+        return same;
+      }),
+    );
+  });
+  test('one vector for the small leaves, the large ones as themselves; other leaves are a SpecError', () => {
+    const params = tree([['a', tf.ones([2])], ['b', tf.ones([3, 3])], ['c', tf.ones([1])]]);
+    const tx = flatten(adam(0.1), { maxLeafSize: 4 });
+    const state = tx.init(params);
+    expect([state.flat, state.own, state.shapes]).toEqual([['a', 'c'], ['b'], [[2], [1]]]);
+    const mu = (state.inner as unknown as [{ mu: Record<string, tf.Tensor> }])[0].mu;
+    expect(Object.fromEntries(Object.entries(mu).map(([k, v]) => [k, v.shape]))).toEqual({ [FLAT]: [3], b: [3, 3] });
+    expect(() => tx.update({ a: tf.ones([2]), b: tf.ones([3, 3]) }, state, params)).toThrow(SpecError);
+    expect(() => tx.update({ a: tf.ones([3]), b: tf.ones([3, 3]), c: tf.ones([1]) }, state, params)).toThrow(/'a' \[3\]/);
+    expect(() => flatten(adam(0.1), { maxLeafSize: -1 })).toThrow(ConfigError);
   });
 });

@@ -5,7 +5,9 @@ import { BudgetError, ConfigError, paths, rng, tree, type Params } from '../src/
 import { batches, dataSet } from '../src/data/index.js';
 import { mlp, type Model } from '../src/models/index.js';
 import { byRole, countOnes, fromScores, magnitude, maskAlgebra, maskOf, net, neuron, only, random, select, selectionEnv, exactly, except, type Mask, type Selector } from '../src/selection/index.js';
-import { adafactor, adam, applyUpdates, carryState, disposeReplaced, fineTune, trainOnly, trainStep, type OptState } from '../src/optim/index.js';
+import { adafactor, adam, adamw, applyUpdates, carryState, disposeReplaced, fineTune, flatten, trainOnly, trainStep, type GradientTransformation, type MaskedState, type OptState } from '../src/optim/index.js';
+import fc from 'fast-check';
+import { maskFor, scoresFor, specArb, toParams } from '../src/testing/index.js';
 import { applyDelta, extractDelta } from '../src/formats/index.js';
 
 const model = mlp({ input: [4, 4, 1], hidden: [6], classes: 3 });
@@ -217,14 +219,19 @@ describe('carryState', () => {
   const spec = { w: { shape: [2, 3], dtype: 'float32', role: 'kernel', neuronAxis: 1 } } as const;
   const maskAt = (i: number): Mask => maskOf(spec, () => Uint8Array.from(masks[i]!));
 
-  test.each([true, false])('equals Adam by hand over two re-selections (sparse state: %s), and leaks nothing', (sparseState) => {
+  test.each([
+    [true, 'adam', () => adam(lr)],
+    [false, 'adam', () => adam(lr)],
+    [true, 'flatten(adam)', () => flatten(adam(lr))],
+    [false, 'flatten(adam, { maxLeafSize: 2 })', () => flatten(adam(lr), { maxLeafSize: 2 })],
+  ])('equals Adam by hand over two re-selections (sparse state: %s, %s), and leaks nothing', (sparseState, _name, make) => {
     const want = reference();
     const before = tf.memory().numTensors;
     let params: Params = tree([['w', tf.tensor(p0, [2, 3])]]);
-    let optimizer = trainOnly(adam(lr), maskAt(0), { sparseState });
+    let optimizer = trainOnly(make(), maskAt(0), { sparseState });
     let state = tf.tidy(() => optimizer.init(params, spec));
     grads.forEach((gs, t) => {
-      if (t > 0 && t % 3 === 0) ({ optimizer, state } = carryState({ inner: adam(lr), state, from: maskAt(t / 3 - 1), to: maskAt(t / 3), params }));
+      if (t > 0 && t % 3 === 0) ({ optimizer, state } = carryState({ inner: make(), state, from: maskAt(t / 3 - 1), to: maskAt(t / 3), params }));
       const out = tf.tidy(() => {
         const [u, s] = optimizer.update({ w: tf.tensor(gs, [2, 3]) }, state, params);
         return { p: applyUpdates(params, u), s };
@@ -268,5 +275,48 @@ describe('carryState', () => {
     expect(() => carryState({ inner: adafactor(0.1, { minDimSizeToFactor: 2 }), state, from: whole, to: maskAt(0), params })).toThrow(/carryState: the optimizer state at inner\[0\]\.v\.w \(leaf 'w'\) has no counterpart under the old mask/);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose(state);
+  });
+
+  // Flattened state carries exactly as unflattened: the same parameters, bit for bit, after
+  // steps on one mask, a re-selection to another and steps on that, whichever leaves are
+  // flattened (a leaf can move between the vector and a leaf of its own with the mask).
+  test.each([true, false])('flatten(adamw) carries over as adamw does, bit for bit (sparse state: %s)', (sparseState) => {
+    const setup = specArb({ maxLeaves: 3, maxRank: 2, minDim: 1, maxDim: 3 }).chain((spec) =>
+      fc.record({
+        spec: fc.constant(spec),
+        params: scoresFor(spec, { ties: false }),
+        grads: fc.array(scoresFor(spec, { ties: false }), { minLength: 4, maxLength: 4 }),
+        from: maskFor(spec),
+        to: maskFor(spec),
+        maxLeafSize: fc.constantFrom(0, 2, 4, Infinity),
+      }),
+    );
+    fc.assert(
+      fc.property(setup, ({ spec, params, grads, from, to, maxLeafSize }) => {
+        const before = tf.memory().numTensors;
+        const run = (make: () => GradientTransformation) => {
+          let p = toParams(spec, params);
+          let optimizer = trainOnly(make(), from, { sparseState });
+          let state: MaskedState = tf.tidy(() => optimizer.init(p, spec));
+          grads.forEach((gs, t) => {
+            if (t === 2) ({ optimizer, state } = carryState({ inner: make(), state, from, to, params: p, spec }));
+            const out = tf.tidy(() => {
+              const [u, s] = optimizer.update(toParams(spec, gs), state, p);
+              return { p: applyUpdates(p, u), s };
+            });
+            disposeReplaced(state, out.s);
+            tf.dispose(Object.values(p));
+            [p, state] = [out.p, out.s];
+          });
+          tf.dispose(state);
+          const out = paths(spec).map((k) => Array.from(new Uint32Array(Float32Array.from(p[k]!.dataSync()).buffer)).join());
+          tf.dispose(Object.values(p));
+          return out;
+        };
+        const a = run(() => flatten(adamw(0.05, { weightDecay: 0.1 }), { maxLeafSize }));
+        const b = run(() => adamw(0.05, { weightDecay: 0.1 }));
+        return a.join('|') === b.join('|') && tf.memory().numTensors === before;
+      }),
+    );
   });
 });

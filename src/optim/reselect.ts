@@ -19,6 +19,7 @@ import { ConfigError, leafSize, MaskError, paths, type ParamSpec, type Params } 
 import { assertMaskFor, countOnes, type Mask } from '../selection/index.js';
 import { disposeReplaced, trainableLeaves, trainOnly, type MaskedState, type SparseState } from './masked.js';
 import type { GradientTransformation, OptState } from './transform.js';
+import { FLAT, type FlattenState } from './wrappers.js';
 
 /**
  * What {@link carryState} needs.
@@ -70,6 +71,46 @@ function layoutOf(mask: Mask, p: string, sparse: boolean): Layout {
     return { shape: [count], flat };
   }
   return { shape: leaf.shape, flat: Int32Array.from({ length: n }, (_, i) => i) };
+}
+
+// --- flatten's state: its FLAT vectors hold many leaves' state end to end.
+// Split into one tensor per leaf (keyed by path, as unflattened state is),
+// carried like any leaf's, and joined again in the new state's order.
+const isFlattenState = (c: unknown): c is FlattenState =>
+  c !== null && typeof c === 'object' && ['flat', 'shapes', 'own'].every((k) => Array.isArray((c as Record<string, unknown>)[k])) && 'inner' in c;
+const isTree = (c: unknown): c is Record<string, unknown> => c !== null && typeof c === 'object' && !(c instanceof tf.Tensor) && !ArrayBuffer.isView(c) && !Array.isArray(c);
+
+/** `c` with every FLAT vector under a flatten state split into its leaves' tensors. */
+function unflattenState(c: unknown, s?: FlattenState): unknown {
+  if (isFlattenState(c)) return { ...c, inner: unflattenState(c.inner, c) };
+  if (Array.isArray(c)) return c.map((x) => unflattenState(x, s));
+  if (!isTree(c)) return c;
+  const out: Record<string | symbol, unknown> = { ...c };
+  for (const [k, v] of Object.entries(c)) {
+    if (k === FLAT && s && v instanceof tf.Tensor) {
+      delete out[k];
+      const parts = s.flat.length === 1 ? [v] : tf.split(v, s.shapes.map((sh) => sh.reduce((a, b) => a * b, 1)));
+      s.flat.forEach((p, i) => (out[p] = tf.reshape(parts[i]!, s.shapes[i]!)));
+    } else out[k] = unflattenState(v, s);
+  }
+  return out;
+}
+
+/** The inverse for the new state: `c` is `unflattenState(like)` carried over; FLAT vectors are joined where `like` has them. */
+function reflattenState(c: unknown, like: unknown, s?: FlattenState): unknown {
+  if (isFlattenState(like)) return { ...like, inner: reflattenState((c as FlattenState).inner, like.inner, like) };
+  if (Array.isArray(like)) return like.map((x, i) => reflattenState((c as unknown[])[i], x, s));
+  if (!isTree(like)) return c;
+  const tree = c as Record<string, unknown>;
+  const out: Record<string | symbol, unknown> = { ...tree };
+  for (const [k, v] of Object.entries(like)) {
+    if (k === FLAT && s && v instanceof tf.Tensor) {
+      const parts = s.flat.map((p) => tf.reshape(tree[p] as tf.Tensor, [-1]));
+      for (const p of s.flat) delete out[p];
+      out[k] = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+    } else out[k] = reflattenState(tree[k], v, s);
+  }
+  return out;
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -158,6 +199,11 @@ export function carryState(o: CarryStateInput): CarriedState {
     return tf.reshape(tf.gather(tf.concat([tf.reshape(before, [-1]), tf.reshape(init, [-1])]), tf.tensor1d(source, 'int32')), [...lt.shape]);
   };
   const walk = (before: unknown, init: unknown, leaf: string | undefined, at: string): unknown => {
+    // flatten's leaf lists describe the new mask (from init); its inner state is carried.
+    if (isFlattenState(init)) {
+      if (!isFlattenState(before)) throw new ConfigError(`carryState: the optimizer state at ${at} changes structure with the mask; it cannot be carried over`);
+      return { ...init, inner: walk(before.inner, init.inner, leaf, `${at}.inner`) };
+    }
     if (init instanceof tf.Tensor) {
       if (leaf !== undefined) return remap(leaf, before instanceof tf.Tensor ? before : undefined, init, at);
       // A tensor that belongs to no leaf (a scalar of the transformation's): it carries on.
@@ -199,8 +245,10 @@ export function carryState(o: CarryStateInput): CarriedState {
   let inner: OptState;
   try {
     inner = tf.tidy(() => {
-      const out = walk(old.inner, fresh.inner, undefined, 'inner') as OptState;
-      unvisited(old.inner, undefined, 'inner');
+      // Per-leaf views of flatten's vectors, for the old state and the fresh one.
+      const before = unflattenState(old.inner);
+      const out = reflattenState(walk(before, unflattenState(fresh.inner), undefined, 'inner'), fresh.inner) as OptState;
+      unvisited(before, undefined, 'inner');
       return out;
     });
   } catch (e) {

@@ -14,6 +14,7 @@ import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.j
 import { assertMaskFor, countOnes, maskAlgebra, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
 import { BudgetError } from '../core/index.js';
 import { applySelectedUpdates, disposeReplaced, trainableLeaves, trainOnly, type SparseState } from './masked.js';
+import { flatten } from './wrappers.js';
 import { carryState, maskChange } from './reselect.js';
 import { warmupCosine } from './schedule.js';
 import { adamw, applyUpdates, type GradientTransformation, type OptState } from './transform.js';
@@ -114,7 +115,12 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * cross-entropy with `labelSmoothing` (class labels only).
    */
   readonly loss?: Loss;
-  /** The optimizer, masked by the loop (default AdamW, weight decay 1e-4, warm-up + cosine to `learningRate`). */
+  /**
+   * The optimizer, masked by the loop (default AdamW, weight decay 1e-4,
+   * warm-up + cosine to `learningRate`, run as `flatten(adamw(…), {
+   * maxLeafSize: 4096 })`: one AdamW over all small leaves). Wrap an
+   * element-wise optimizer of your own in {@link flatten} for the same saving.
+   */
   readonly optimizer?: GradientTransformation;
   /** Peak learning rate of the default optimizer (default 1e-3). */
   readonly learningRate?: number;
@@ -379,7 +385,8 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const steps = Math.ceil(o.train.n / batchSize);
   // Leaves with nothing selected get no gradient at all; trainOnly keeps the rest's frozen entries exact.
   let trainable = trainableLeaves(mask);
-  const inner = o.optimizer ?? adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps }));
+  // Flattened: one AdamW over the small leaves (biases, selected entries) instead of a dozen kernels for each.
+  const inner = o.optimizer ?? flatten(adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps })), { maxLeafSize: 4096 });
   let tx: GradientTransformation = trainOnly(inner, mask, { sparseState: o.sparseState ?? true });
   let frozen: Params = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
   // --- Cost that follows the selection (kernels.ts): partly selected kernels'

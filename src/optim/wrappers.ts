@@ -1,13 +1,13 @@
 /**
  * Wrappers that change when and how an inner transformation runs, as
  * optax's: gradient accumulation ({@link multiSteps}), skipping non-finite
- * steps ({@link applyIfFinite}) and hyperparameters kept in the state
- * ({@link injectHyperparams}).
+ * steps ({@link applyIfFinite}), hyperparameters kept in the state
+ * ({@link injectHyperparams}) and one vector for many leaves ({@link flatten}).
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, mapTree, paths } from '../core/index.js';
+import { ConfigError, mapTree, paths, SpecError, type Tree } from '../core/index.js';
 import type { Schedule } from './schedule.js';
 import type { GradientTransformation, OptState, Updates } from './transform.js';
 
@@ -155,6 +155,110 @@ export function injectHyperparams(make: (hyperparams: Readonly<Record<string, nu
       const h = evaluate(state.count, state.hyperparams);
       const [u, s] = make(h).update(g, state.inner, params);
       return [u, { count: state.count + 1, hyperparams: h, inner: s }];
+    },
+  };
+}
+
+/**
+ * The leaf under which {@link flatten} hands its inner transformation the
+ * flattened leaves: each raveled and concatenated, in
+ * {@link FlattenState.flat} order.
+ * @example
+ * ```ts
+ * const [u] = adam(1e-3).update({ [FLAT]: flatGrads }, state, { [FLAT]: flatParams });
+ * ```
+ * @category Optimizers
+ */
+export const FLAT = '(flat)';
+
+/**
+ * State of {@link flatten}.
+ * @category Optimizers
+ */
+export interface FlattenState<S extends OptState = OptState> extends tf.TensorContainerObject {
+  /** The flattened leaves, in the order of their segments in the {@link FLAT} vector. */
+  readonly flat: string[];
+  /** Each flattened leaf's shape, in the same order (its segment is its size). */
+  readonly shapes: number[][];
+  /** Leaves larger than `maxLeafSize`, which the inner transformation sees as themselves. */
+  readonly own: string[];
+  /** The inner state, over {@link FLAT} and the `own` leaves. */
+  readonly inner: S;
+}
+
+/**
+ * Options of {@link flatten}.
+ * @category Optimizers
+ */
+export interface FlattenOptions {
+  /**
+   * Leaves with more entries than this stay leaves of their own (default:
+   * none, as optax). Flattening pays a concatenation and a split of every
+   * flattened entry each step to save a dozen kernels per leaf: a gain for
+   * biases and a sparse selection's gathered entries, a loss for large
+   * kernels (on wasm, training the shipped ViT whole takes longer flattened).
+   */
+  readonly maxLeafSize?: number;
+}
+
+/**
+ * optax's `flatten`: the inner transformation runs on one vector, every
+ * leaf raveled and concatenated, and its updates are split back into the
+ * leaves. An element-wise transformation (sgd, momentum, Adam, AdamW
+ * without a mask, RMSProp, Lion, and chains of them) gives the same
+ * updates bit for bit, with a dozen kernels per step where it took a
+ * dozen per leaf: on a model of many small leaves (biases, a sparse
+ * selection's gathered entries) those per-kernel costs are most of the
+ * optimizer's time. A transformation that looks at leaves (a {@link Filter}
+ * or {@link Mask} inside it, Adafactor's factored moments, block RMS)
+ * sees one 1-D leaf instead: keep those outside. The leaves `update` gets
+ * must be the ones `init` got, with the same shapes ({@link SpecError}
+ * otherwise). `fineTune`'s default optimizer is
+ * `flatten(adamw(…), { maxLeafSize: 4096 })`.
+ * @example
+ * ```ts
+ * const tx = trainOnly(flatten(adamw(1e-3), { maxLeafSize: 4096 }), gpsMask); // one Adam over the small leaves
+ * ```
+ * @category Optimizers
+ */
+export function flatten(inner: GradientTransformation, options: FlattenOptions = {}): GradientTransformation<FlattenState> {
+  const max = options.maxLeafSize ?? Infinity;
+  if (!(max >= 0)) throw new ConfigError(`flatten: maxLeafSize must be a number ≥ 0, got ${String(max)}`);
+  const ravel = (t: Tree<tf.Tensor>, leaves: readonly string[]) => {
+    const parts = leaves.map((p) => tf.reshape(t[p]!, [-1]));
+    return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+  };
+  /** What inner sees: the flattened leaves under FLAT (when there are any), the rest by path. */
+  const view = (t: Tree<tf.Tensor>, s: Pick<FlattenState, 'flat' | 'own'>) => ({
+    ...(s.flat.length > 0 ? { [FLAT]: ravel(t, s.flat) } : {}),
+    ...Object.fromEntries(s.own.map((p) => [p, t[p]!])),
+  });
+  const show = (p: string, shape: readonly number[]) => `'${p}' [${shape.join(', ')}]`;
+  return {
+    init: (params) => {
+      const leaves = paths(params);
+      const flat = leaves.filter((p) => params[p]!.size <= max);
+      const own = leaves.filter((p) => params[p]!.size > max);
+      const s = { flat, own, shapes: flat.map((p) => [...params[p]!.shape]) };
+      return { ...s, inner: inner.init(view(params, s)) };
+    },
+    update: (g, state, params) => {
+      const { flat, shapes, own } = state;
+      const ok = (p: string, shape?: readonly number[]) => g[p] !== undefined && (shape === undefined || (g[p]!.shape.length === shape.length && g[p]!.shape.every((d, j) => d === shape[j])));
+      const got = paths(g);
+      if (got.length !== flat.length + own.length || !flat.every((p, i) => ok(p, shapes[i])) || !own.every((p) => ok(p))) {
+        throw new SpecError(`flatten: the updates' leaves ${got.map((p) => show(p, g[p]!.shape)).join(', ')} are not the leaves init saw (${[...flat.map((p, i) => show(p, shapes[i]!)), ...own.map((p) => `'${p}'`)].join(', ')})`);
+      }
+      for (const p of got) if (params[p] === undefined) throw new SpecError(`flatten: no '${p}' in the parameters beside the updates`);
+      if (got.length === 0) return [{}, state];
+      const [u, next] = inner.update(view(g, state), state.inner, view(params, state));
+      const out: Record<string, tf.Tensor> = Object.fromEntries(own.map((p) => [p, u[p]!]));
+      if (flat.length > 0) {
+        const v = u[FLAT]!;
+        const parts = flat.length === 1 ? [v] : tf.split(v, shapes.map((s) => s.reduce((a, b) => a * b, 1)));
+        flat.forEach((p, i) => (out[p] = tf.reshape(parts[i]!, shapes[i]!)));
+      }
+      return [out, { ...state, inner: next }];
     },
   };
 }
