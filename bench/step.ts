@@ -12,7 +12,11 @@
 //
 // Plain matMul throughput is measured too, as the backend's practical peak.
 //
-//   npm run bench:step [-- --backend wasm --rounds 20 --batch 32,64 --method-rounds 5 --input 28,28,1]
+//   npm run bench:step [-- --backend wasm --rounds 20 --batch 32,64 --method-rounds 5 --input 28,28,1 --k 1]
+//
+// --k sets GPS's entries per neuron (default 1); the "gps, dense gradients"
+// row is the same GPS run with sparse weight gradients off, the cost model's
+// two sides (SPARSE_ENTRY_COST).
 //
 // --input times the same architectures on samples of another shape (H,W,C),
 // e.g. 32,32,3 with --patch 8 (the ViT's patch, default 7, must divide H
@@ -36,8 +40,11 @@ const { values: opts } = parseArgs({
     models: { type: 'string', default: 'vit,cnn,mlp' },
     input: { type: 'string', default: '28,28,1' },
     patch: { type: 'string' },
+    k: { type: 'string', default: '1' },
   },
 });
+const k = Number(opts.k);
+if (!Number.isInteger(k) || k < 1) throw new RangeError(`--k must be a positive integer, got ${opts.k}`);
 const input = opts.input.split(',').map(Number) as [number, number, number];
 if (input.length !== 3 || !input.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`--input must be H,W,C, got ${opts.input}`);
 const standard = input.join(',') === '28,28,1';
@@ -132,7 +139,8 @@ for (const batch of batchSizes) {
     const model = build(name);
     const params = model.init(0);
     const env = selectionEnv({ model, params, data: subset(data, [...Array(Math.min(n, 64)).keys()]), seed: 0 });
-    const masks: Record<string, Mask | undefined> = { full: undefined, gps: select(gps({ k: 1 }), env), bitfit: select(bitfit(), env), linear: select(linearProbe(), env) };
+    const gpsMask = select(gps({ k }), env);
+    const masks: Record<string, Mask | undefined> = { full: undefined, gps: gpsMask, 'gps, dense gradients': gpsMask, bitfit: select(bitfit(), env), linear: select(linearProbe(), env) };
     const all = masks['gps']!.spec;
     const fullMask: Mask = { spec: all, bits: Object.fromEntries(Object.entries(masks['gps']!.bits).map(([p, b]) => [p, new Uint8Array(b.length).fill(1)])) };
     masks['full'] = fullMask;
@@ -143,7 +151,7 @@ for (const batch of batchSizes) {
         method,
         () => {
           const t0 = performance.now();
-          const res = fineTune({ model, params, mask: mask!, train: data, epochs: 2, batchSize: batch, progressBar: false });
+          const res = fineTune({ model, params, mask: mask!, train: data, epochs: 2, batchSize: batch, progressBar: false, sparseGradients: method !== 'gps, dense gradients' });
           const total = (performance.now() - t0) / 1000;
           const t = (times[method] ??= { epoch: [], first: [], sparse: res.sparseGradientLeaves.length, cached: res.cachedFeatures });
           t.epoch.push(res.history[1]!.seconds - res.history[0]!.seconds);
@@ -205,9 +213,9 @@ const goals = methodRows
     linearEpochOverFull: of(m, 'linear').epochRatio,
     matmulPeakFraction: m.matmulPeakFraction!,
   }));
-const result = { machine: machine(), loadavg: { before: loadBefore, after: loadAfter }, batchSizes, rounds, methodRounds, stepsPerEpoch, input, methods: methodRows, goals, rows, speedups, matmulPeakGflops: peak, leakedTensors: leaked };
+const result = { machine: machine(), loadavg: { before: loadBefore, after: loadAfter }, batchSizes, rounds, methodRounds, stepsPerEpoch, input, gpsK: k, methods: methodRows, goals, rows, speedups, matmulPeakGflops: peak, leakedTensors: leaked };
 const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
-const command = `npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${opts.batch} --method-rounds ${methodRounds}${opts.models === 'vit,cnn,mlp' ? '' : ` --models ${opts.models}`}${standard ? '' : ` --input ${opts.input}`}${opts.patch === undefined ? '' : ` --patch ${opts.patch}`}`;
+const command = `npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${opts.batch} --method-rounds ${methodRounds}${k === 1 ? '' : ` --k ${k}`}${opts.models === 'vit,cnn,mlp' ? '' : ` --models ${opts.models}`}${standard ? '' : ` --input ${opts.input}`}${opts.patch === undefined ? '' : ` --patch ${opts.patch}`}`;
 const md = [
   `# Training step${standard ? '' : `, input ${input.join('×')}`}, ${result.machine['backend'] as string}`,
   '',
@@ -215,7 +223,7 @@ const md = [
   '',
   '## Methods, side by side',
   '',
-  `\`fineTune\` on random ${input.join('×')} images, ${stepsPerEpoch} steps per epoch, two epochs per run, medians of ${methodRounds} interleaved rounds (the first dropped); a step is the second epoch over its steps. GPS is top-1 per neuron with biases and head whole; "sparse leaves" counts the kernels whose gradient was computed at the selected entries only. "epoch ÷ full" compares the second epochs; "before ÷ full" is everything before the second epoch (linear probing: computing the features once, then its first epoch) against one full epoch.`,
+  `\`fineTune\` on random ${input.join('×')} images, ${stepsPerEpoch} steps per epoch, two epochs per run, medians of ${methodRounds} interleaved rounds (the first dropped); a step is the second epoch over its steps. GPS is top-${k} per neuron with biases and head whole ("dense gradients": the same run with \`sparseGradients: false\`); "sparse leaves" counts the kernels whose gradient was computed at the selected entries only. "epoch ÷ full" compares the second epochs; "before ÷ full" is everything before the second epoch (linear probing: computing the features once, then its first epoch) against one full epoch.`,
   '',
   '| model | batch | method | ms/step | samples/s, 1 worker | epoch ÷ full | before ÷ full | % of matMul peak | sparse leaves | features cached |',
   '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
