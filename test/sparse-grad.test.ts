@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, test } from 'vitest';
 import { describeOnBackends } from './gradcheck.js';
-import { conv2d, depthwiseConv2d, linear, matMulOnlyWeights, matmul, randomNormal, rng, sparseGradEntries, SPARSE_ENTRY_COST, withSparseWeightGrads, type Tensor } from '../src/index.js';
+import { conv2d, depthwiseConv2d, linear, stridedConv2d, usedOnlyAsWeights, matmul, randomNormal, rng, sparseGradEntries, SPARSE_ENTRY_COST, withSparseWeightGrads, type Tensor } from '../src/index.js';
 
 const r = rng(11);
 let draws = 0;
@@ -66,6 +66,43 @@ describeOnBackends((backend) => {
     entries.dispose();
   });
 
+  // A convolution filter [kh, kw, C, O]: every stride and padding the forward pass takes,
+  // output positions that are and are not a multiple of eight.
+  test.each([
+    ['3×3 same, stride 1', [2, 5, 6, 3], [3, 3, 3, 4], { strides: 1, padding: 'same' }, 20],
+    ['3×3 same, stride 2', [3, 7, 6, 2], [3, 3, 2, 5], { strides: 2, padding: 'same' }, 12],
+    ['2×3 valid, strides [2, 1]', [2, 6, 5, 2], [2, 3, 2, 3], { strides: [2, 1], padding: 'valid' }, 7],
+    ['1×1, one entry', [1, 3, 3, 4], [1, 1, 4, 2], { strides: 1, padding: 'valid' }, 1],
+  ] as const)('sparse filter gradient of a %s convolution equals the dense one at the wanted entries, and so does its probe', (_name, xs, fs, options, count) => {
+    const x = rand([...xs]);
+    const f = rand([...fs]);
+    const conv = (a: tf.Tensor, b: tf.Tensor) => stridedConv2d(any(a) as T4, any(b) as T4, options);
+    const R = tf.tidy(() => rand([...conv(x, f).shape]));
+    const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a, b), R));
+    const flat = pick(fs[0] * fs[1] * fs[2], fs[3], count, count);
+    const entries = sparseGradEntries(fs, flat, true);
+    if (backend !== 'wasm' && backend !== 'cpu') return expect(entries).toBeUndefined();
+    expect(entries!.weightShape).toEqual(fs);
+    const before = tf.memory().numTensors;
+    const [dx, df] = withSparseWeightGrads(new Map([[f, entries!]]), () => tf.grads(loss)([x, f]));
+    const [values] = withSparseWeightGrads(new Map([[f, entries!]]), () => tf.grads(() => loss(x, f))([entries!.probe]));
+    const [dxDense, dfDense] = tf.grads(loss)([x, f]);
+    const dense = dfDense!.dataSync();
+    const sparse = df!.dataSync();
+    const scale = Math.max(...dense.map(Math.abs));
+    const wanted = new Set(flat);
+    for (let i = 0; i < dense.length; i++) {
+      if (wanted.has(i)) expect(Math.abs(sparse[i]! - dense[i]!)).toBeLessThanOrEqual(1e-6 * scale);
+      else expect(sparse[i]).toBe(0);
+    }
+    Array.from(values!.dataSync()).forEach((v, q) => expect(v).toBe(sparse[flat[q]!]));
+    expect(dx!.dataSync()).toEqual(dxDense!.dataSync());
+    tf.dispose([dx!, df!, values!, dxDense!, dfDense!]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, f, R]);
+    entries!.dispose();
+  });
+
   test('the probe\'s gradient is the dense gradient at the wanted entries, in their order, and the weight gets none', async () => {
     const x = rand([4, 5, 24]);
     const w = rand([24, 40]);
@@ -91,13 +128,13 @@ describeOnBackends((backend) => {
     entries.dispose();
   });
 
-  test('matMulOnlyWeights: a weight used as a matmul weight only, or also otherwise', () => {
+  test('usedOnlyAsWeights: a weight used as a matmul weight only, or also otherwise', () => {
     const x = rand([6, 5]);
     const w = rand([5, 4]);
     const v = rand([5, 4]);
     const u = rand([5, 4]);
     const before = tf.memory().numTensors;
-    const ok = matMulOnlyWeights([w, v, u], () => tf.add(tf.sum(matmul(any(x) as T2, any(w) as T2)), tf.add(tf.sum(matmul(any(x) as T2, any(v) as T2)), tf.sum(v))));
+    const ok = usedOnlyAsWeights([w, v, u], () => tf.add(tf.sum(matmul(any(x) as T2, any(w) as T2)), tf.add(tf.sum(matmul(any(x) as T2, any(v) as T2)), tf.sum(v))));
     // w: matmul only; v: also summed; u: not used at all.
     expect(ok).toEqual([true, false, false]);
     expect(tf.memory().numTensors).toBe(before);

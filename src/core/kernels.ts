@@ -111,7 +111,9 @@ function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 // dense weight w [K, N] in y = x·w, entry (i, j) of that gradient is
 // Σ_r x[r, i]·δ[r, j], so a few entries cost a gather of the columns i of x
 // and j of δ, a product and a sum over rows — O(R·n) — instead of the whole
-// xᵀδ, O(R·K·N).
+// xᵀδ, O(R·K·N). A convolution filter [kh, kw, C, O] is the same with K =
+// kh·kw·C and a row per output position: entry (i, j, c, o) is
+// Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·δ[b, h, w, o].
 
 /**
  * The entries of one weight whose gradient is wanted: from {@link sparseGradEntries}.
@@ -129,8 +131,10 @@ export interface SparseGradEntries {
   readonly cols: tf.Tensor1D;
   /** `[row, col]` of each entry, int32 `[n, 2]`, where the values are scattered. */
   readonly coords: tf.Tensor2D;
-  /** The weight's shape `[K, N]`. */
+  /** The weight as a matrix `[K, N]`: a convolution filter `[kh, kw, C, O]` as `[kh·kw·C, O]`. */
   readonly shape: readonly [number, number];
+  /** The weight's own shape: `shape`, or the filter's four dimensions. */
+  readonly weightShape: readonly number[];
   /** Number of entries. */
   readonly count: number;
   /** The same entries on the host: row-major flat index, row and column of each. */
@@ -142,7 +146,8 @@ export interface SparseGradEntries {
    * `flat`'s order. Differentiate with respect to it (instead of the weight)
    * inside {@link withSparseWeightGrads} to get those `n` values and no
    * dense-shaped gradient at all; only uses of the weight as a marked
-   * matmul's right operand reach it (see {@link matMulOnlyWeights}).
+   * matmul's right operand or convolution's filter reach it (see
+   * {@link usedOnlyAsWeights}).
    */
   readonly probe: tf.Tensor1D;
   /** Frees the index tensors and the probe. */
@@ -171,10 +176,13 @@ export const SPARSE_ENTRY_COST = 16;
 
 /**
  * Index tensors for the gradient of the entries `flat` (row-major flat
- * indices) of a dense weight of `shape` `[K, N]`, or `undefined` when there
- * are so many that the dense gradient is cheaper (see
- * {@link SPARSE_ENTRY_COST}; `force` skips that test) or the weight is not
- * a matrix. Dispose them when training ends.
+ * indices) of a dense weight of `shape` `[K, N]` or a convolution filter
+ * `[kh, kw, C, O]` (a matrix `[kh·kw·C, O]` here), or `undefined` when
+ * there are so many that the dense gradient is cheaper (see
+ * {@link SPARSE_ENTRY_COST}; `force` skips that test), or the weight is
+ * neither, or it is a filter and the backend is not one whose data lives
+ * in this thread (wasm, cpu: the sums run on the host). Dispose them when
+ * training ends.
  * @example
  * ```ts
  * const entries = sparseGradEntries([64, 192], Int32Array.from([0, 193, 400]));
@@ -187,15 +195,17 @@ export const SPARSE_ENTRY_COST = 16;
  * @category Backends
  */
 export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<number>, force = false): SparseGradEntries | undefined {
-  if (shape.length !== 2) return undefined;
-  const [k, n] = shape as [number, number];
+  const filter = shape.length === 4;
+  if (shape.length !== 2 && !(filter && hostData())) return undefined;
+  const n = shape[shape.length - 1]!;
+  const k = shape.slice(0, -1).reduce((a, b) => a * b, 1);
   if (!force && flat.length * SPARSE_ENTRY_COST >= k * n) return undefined;
   const rows = new Int32Array(flat.length);
   const cols = new Int32Array(flat.length);
   const coords = new Int32Array(2 * flat.length);
   for (let e = 0; e < flat.length; e++) {
     const f = flat[e]!;
-    if (!Number.isInteger(f) || f < 0 || f >= k * n) throw new RangeError(`sparseGradEntries: index ${f} is outside a [${k}, ${n}] weight`);
+    if (!Number.isInteger(f) || f < 0 || f >= k * n) throw new RangeError(`sparseGradEntries: index ${f} is outside a [${shape.join(', ')}] weight`);
     rows[e] = Math.floor(f / n);
     cols[e] = f % n;
     coords[2 * e] = rows[e]!;
@@ -207,7 +217,7 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
     coords: tf.tensor2d(coords, [flat.length, 2], 'int32'),
     probe: tf.zeros([flat.length], 'float32') as tf.Tensor1D,
   };
-  return { ...t, shape: [k, n], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
+  return { ...t, shape: [k, n], weightShape: [...shape], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
 }
 
 // The weights whose gradient is wanted at some entries (by their data, so a
@@ -219,9 +229,11 @@ let byKey: readonly SparseGradEntries[] = [];
  * Runs `f` (a gradient computation: `tf.grads`, `tf.valueAndGrads`, …) with
  * the gradient of each weight in `weights` computed at its listed entries
  * only, zeros elsewhere, wherever the weight enters the matmul kernel as
- * the right-hand operand of a 2-D product (`matmul`, `linear`, `dense`).
- * The result equals the dense gradient at those entries to float rounding
- * (a column sum instead of XNNPACK's product: another summation order).
+ * the right-hand operand of a 2-D product (`matmul`, `linear`, `dense`),
+ * or the convolution kernel as its filter (`conv2d`, `stridedConv2d`; on
+ * wasm and cpu). The result equals the dense gradient at those entries to
+ * float rounding (a sum over rows instead of XNNPACK's product: another
+ * summation order).
  * `fineTune` does this for every partly selected kernel the cost model
  * favours. Not reentrant.
  * @example
@@ -243,20 +255,21 @@ export function withSparseWeightGrads<T>(weights: ReadonlyMap<tf.Tensor, SparseG
 
 /**
  * Which of `weights` the forward pass `forward` uses only as the right-hand
- * operand of our 2-D matmul (`matmul`, `linear`, `dense`), and at least
- * once: the weights whose gradient {@link SparseGradEntries.probe} carries
- * whole. A weight used any other way as well (reshaped, added, gathered,
- * in a convolution) would lose that use's share of the gradient there, so
+ * operand of our 2-D matmul (`matmul`, `linear`, `dense`) or as the filter
+ * of our convolution (`conv2d`, `stridedConv2d`), and at least once: the
+ * weights whose gradient {@link SparseGradEntries.probe} carries whole. A
+ * weight used any other way as well (reshaped, added, gathered, in a
+ * depthwise convolution) would lose that use's share of the gradient there, so
  * it must take the weight's own (dense-shaped) gradient instead. Runs
  * `forward` once on the gradient tape and reads the tape; nothing is
  * differentiated and nothing is left behind.
  * @example
  * ```ts
- * const [ok] = matMulOnlyWeights([w], () => linear(x, w)); // true
+ * const [ok] = usedOnlyAsWeights([w], () => linear(x, w)); // true
  * ```
  * @category Backends
  */
-export function matMulOnlyWeights(weights: readonly tf.Tensor[], forward: () => unknown): boolean[] {
+export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => unknown): boolean[] {
   const ids = new Map(weights.map((w, i) => [w.dataId, i]));
   const seen = weights.map(() => false);
   const other = weights.map(() => false);
@@ -275,7 +288,8 @@ export function matMulOnlyWeights(weights: readonly tf.Tensor[], forward: () => 
           for (const [name, t] of Object.entries(node.inputs)) {
             const i = t === undefined ? undefined : ids.get(t.dataId);
             if (i === undefined) continue;
-            if (node.kernelName === KERNEL && name === 'b' && t.rank === 2 && t.shape[0] === weights[i]!.shape[0]) seen[i] = true;
+            const asWeight = node.kernelName === KERNEL ? name === 'b' && t.rank === 2 : node.kernelName === CONV && name === 'filter';
+            if (asWeight && t.rank === weights[i]!.rank && t.shape[0] === weights[i]!.shape[0]) seen[i] = true;
             else if (node.outputs.some((o) => consumed.has(o.id))) other[i] = true;
           }
         }
@@ -298,8 +312,7 @@ export function matMulOnlyWeights(weights: readonly tf.Tensor[], forward: () => 
  * Elsewhere: gathered columns, a product and a column sum.
  */
 function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor1D {
-  const backend = tf.getBackend();
-  if (backend !== 'wasm' && backend !== 'cpu') return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
+  if (!hostData()) return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
   const [k, n] = e.shape;
   const av = a.dataSync() as Float32Array;
   const gv = g.dataSync() as Float32Array;
@@ -328,15 +341,57 @@ function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries
   return tf.tensor1d(Float32Array.from(acc));
 }
 
-/** The same, dense-shaped with zeros elsewhere (the weight's own gradient inside withSparseWeightGrads). */
-function sparseWeightGrad(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor {
-  const values = sparseWeightGradValues(a, g, e);
-  if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') return tf.scatterND(e.coords, values, [...e.shape]);
+/** Whether the backend's data lives in this thread (reading it is a copy, not a device sync). */
+const hostData = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
+
+/**
+ * A filter's gradient at the wanted entries, `[n]`, on the host (only
+ * filters on wasm and cpu get entries): Σ over output positions p of
+ * xpad[window origin of p + offset of the entry]·dy[p, o], in float64,
+ * eight positions at a time as the matmul's sums.
+ */
+function sparseFilterGradValues(x: tf.Tensor4D, dy: tf.Tensor4D, e: SparseGradEntries, pads: Pads, sh: number, sw: number): tf.Tensor1D {
+  const [, kw, c, o] = e.weightShape as [number, number, number, number];
+  const xp = pad4(x, pads);
+  const [batch, hp, wp] = xp.shape;
+  const [, ho, wo] = dy.shape;
+  const xv = xp.dataSync() as Float32Array;
+  if (xp !== x) xp.dispose();
+  const dv = dy.dataSync() as Float32Array;
+  // Entry q reads the input at (window origin) + off[q], the output gradient at channel col[q].
+  const off = Int32Array.from(e.host.rows, (r) => (Math.floor(r / (kw * c)) * wp + (Math.floor(r / c) % kw)) * c + (r % c));
+  const col = e.host.cols;
+  const origin = new Int32Array(batch * ho * wo);
+  for (let b = 0, p = 0; b < batch; b++) for (let h = 0; h < ho; h++) for (let w = 0; w < wo; w++, p++) origin[p] = ((b * hp + h * sh) * wp + w * sw) * c;
+  const acc = new Float64Array(e.count);
+  let p = 0;
+  for (; p + 8 <= origin.length; p += 8) {
+    const [x0, x1, x2, x3, x4, x5, x6, x7] = origin.subarray(p, p + 8) as unknown as number[];
+    const d = p * o;
+    for (let q = 0; q < acc.length; q++) {
+      const a = off[q]!;
+      const j = d + col[q]!;
+      acc[q]! +=
+        xv[x0! + a]! * dv[j]! + xv[x1! + a]! * dv[j + o]! + xv[x2! + a]! * dv[j + 2 * o]! + xv[x3! + a]! * dv[j + 3 * o]! +
+        xv[x4! + a]! * dv[j + 4 * o]! + xv[x5! + a]! * dv[j + 5 * o]! + xv[x6! + a]! * dv[j + 6 * o]! + xv[x7! + a]! * dv[j + 7 * o]!;
+    }
+  }
+  for (; p < origin.length; p++) {
+    const x0 = origin[p]!;
+    const d = p * o;
+    for (let q = 0; q < acc.length; q++) acc[q]! += xv[x0 + off[q]!]! * dv[d + col[q]!]!;
+  }
+  return tf.tensor1d(Float32Array.from(acc));
+}
+
+/** The weight's gradient dense-shaped from its `values` at the entries, zeros elsewhere (the weight's own gradient inside withSparseWeightGrads). */
+function scatterEntries(values: tf.Tensor1D, e: SparseGradEntries): tf.Tensor {
+  if (!hostData()) return tf.reshape(tf.scatterND(e.coords, values, [...e.shape]), [...e.weightShape]);
   const v = values.dataSync();
   values.dispose();
   const out = new Float32Array(e.shape[0] * e.shape[1]);
   for (let q = 0; q < v.length; q++) out[e.host.flat[q]!] = v[q]!;
-  return tf.tensor2d(out, [...e.shape]);
+  return tf.tensor(out, [...e.weightShape]);
 }
 
 tf.registerGradient({
@@ -350,7 +405,7 @@ tf.registerGradient({
       a: () => kernelMatMul(g, tf.transpose(b, swapLast(b.rank))),
       b: () => {
         const e = key === undefined ? undefined : byKey[key];
-        return e ? sparseWeightGrad(a, g, e) : kernelMatMul(tf.transpose(a, swapLast(a.rank)), g);
+        return e ? scatterEntries(sparseWeightGradValues(a, g, e), e) : kernelMatMul(tf.transpose(a, swapLast(a.rank)), g);
       },
       // Asked for only when the probe is differentiated (see SparseGradEntries.probe).
       probe: () => sparseWeightGradValues(a, g, byKey[key!]!),
@@ -408,7 +463,11 @@ const convAttrs = (attrs: tf.NamedAttrMap): tf.NamedAttrMap => ({
 
 function runConv(kernel: string, base: string, x: tf.Tensor, f: tf.Tensor, pads: Pads, sh: number, sw: number): tf.Tensor4D {
   ensureKernel(kernel, base, convAttrs);
-  return tf.engine().runKernel(kernel, { x, filter: f }, { strides: [sh, sw], pads } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+  const attrs = { strides: [sh, sw], pads } as unknown as tf.NamedAttrMap;
+  // A filter whose gradient is wanted at some entries: as the matmul's weight (the probe rides along).
+  const key = kernel === CONV ? wanted?.get(f.dataId) : undefined;
+  if (key === undefined || byKey[key]!.weightShape.length !== 4) return tf.engine().runKernel(kernel, { x, filter: f }, attrs) as tf.Tensor4D;
+  return tf.engine().runKernel(kernel, { x, filter: f, probe: byKey[key]!.probe }, { ...attrs, entries: key }) as tf.Tensor4D;
 }
 
 /**
@@ -438,6 +497,8 @@ tf.registerGradient({
         return cropInputGrad(full, hp, wp, pads);
       },
       filter: () => {
+        const key = attrs['entries'] as number | undefined;
+        if (key !== undefined) return scatterEntries(sparseFilterGradValues(x, dy as tf.Tensor4D, byKey[key]!, pads, sh, sw), byKey[key]!);
         // df[i,j,c,o] = Σ_{b,h,w} xpad[b, h·s+i, w·s+j, c]·dy[b,h,w,o]: a 'valid' convolution of
         // xpadᵀ [C, Hp, Wp, B] with the dilated dyᵀ [Hd, Wd, B, O]; windows past the last one
         // the forward pass used (padding it never reached) are cut off.
@@ -445,6 +506,8 @@ tf.registerGradient({
         const cropped = dfc.shape[1] === kh && dfc.shape[2] === kw ? dfc : tf.slice(dfc, [0, 0, 0, 0], [dfc.shape[0], kh, kw, dfc.shape[3]]);
         return tf.transpose(cropped, [1, 2, 0, 3]);
       },
+      // Asked for only when the probe is differentiated (see SparseGradEntries.probe).
+      probe: () => sparseFilterGradValues(x, dy as tf.Tensor4D, byKey[attrs['entries'] as number]!, pads, sh, sw),
     };
   },
 });

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
 import { stockGradients } from '../core/kernels.js';
-import { ConfigError, leafSize, matMulOnlyWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { ConfigError, leafSize, usedOnlyAsWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
@@ -527,7 +527,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
             const marks = new Map([...sparse].map(([p, e]) => [current[p]!, e]));
             if (probed === undefined) {
               const ps = selectedValues ? [...sparse.keys()] : [];
-              const ok = ps.length ? withSparseWeightGrads(marks, () => matMulOnlyWeights(ps.map((p) => current[p]!), () => lossFn(...leaves))) : [];
+              const ok = ps.length ? withSparseWeightGrads(marks, () => usedOnlyAsWeights(ps.map((p) => current[p]!), () => lossFn(...leaves))) : [];
               probed = new Set(ps.filter((_, i) => ok[i]));
             }
             const on = probed;
