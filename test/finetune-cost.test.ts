@@ -6,7 +6,7 @@ import { expect, test } from 'vitest';
 import { paths, type Params } from '../src/index.js';
 import { subset } from '../src/data/index.js';
 import { buildTask } from '../src/node/index.js';
-import { cnn, vit } from '../src/models/index.js';
+import { cnn, mlp, vit } from '../src/models/index.js';
 import { bitfit, linearProbe, maskOf, type Selector } from '../src/selection/index.js';
 import * as E from 'fp-ts/lib/Either.js';
 import { fineTune, type FineTuneOptions } from '../src/optim/index.js';
@@ -35,6 +35,8 @@ const dispose = (tuned: Params, given: Params) => tf.dispose(paths(tuned).filter
 test.each([
   ['vit', vit({ input: [28, 28, 1], patch: 7, width: 32, depth: 2, heads: 4, classes: 4 })],
   ['cnn', cnn({ input: [28, 28, 1], channels: [8], features: 32, classes: 4 })],
+  // Kernels large against the batch: their products run on the frozen base (keepBasePacked).
+  ['mlp', mlp({ input: [28, 28, 1], hidden: [32], classes: 4 })],
 ] as const)('%s: a sparse selection trains as with dense gradients, with the sparse gradient path taken', (_name, model) => {
   const params = model.init(0);
   // Two entries in every eighth column of each dense kernel (few enough for the cost model) and the head whole.

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, test } from 'vitest';
 import { describeOnBackends } from './gradcheck.js';
-import { conv2d, depthwiseConv2d, linear, stridedConv2d, usedOnlyAsWeights, matmul, randomNormal, rng, sparseGradEntries, SPARSE_ENTRY_COST, withSparseWeightGrads, type Tensor } from '../src/index.js';
+import { conv2d, depthwiseConv2d, keepBasePacked, linear, stridedConv2d, usedOnlyAsWeights, matmul, randomNormal, rng, sparseGradEntries, SPARSE_ENTRY_COST, withSparseWeightGrads, type Tensor } from '../src/index.js';
 
 const r = rng(11);
 let draws = 0;
@@ -101,6 +101,43 @@ describeOnBackends((backend) => {
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, f, R]);
     entries!.dispose();
+  });
+
+  test('on a frozen base (keepBasePacked), the forward product and the input gradient equal the plain ones, with no transpose of the weight', async () => {
+    const w0 = rand([40, 24]);
+    const flat = pick(40, 24, 6, 6);
+    const entries = sparseGradEntries([40, 24], flat, true)!;
+    // The trained weight: the base with its six entries moved.
+    const w = tf.tidy(() => tf.add(w0, tf.reshape(tf.scatterND(entries.coords, rand([6]), [40, 24]), [40, 24])));
+    const x = rand([5, 40]);
+    const R = rand([5, 24]);
+    const loss = (a: tf.Tensor) => tf.sum(tf.mul(matmul(any(a) as T2, any(w) as T2), R));
+    const before = tf.memory().numTensors;
+    const kept = keepBasePacked(entries, w0, 5);
+    if (backend !== 'wasm' && backend !== 'cpu') return expect(kept).toBeUndefined();
+    // Many rows against a small weight: the cost model keeps the plain product.
+    expect(keepBasePacked(entries, w0, 10_000)).toBeUndefined();
+    kept!.update(w);
+    const marks = new Map([[w, entries]]);
+    const { value, grads } = withSparseWeightGrads(marks, () => tf.valueAndGrads(() => loss(x) as tf.Scalar)([x, entries.probe]));
+    const { value: plainValue, grads: plain } = tf.valueAndGrads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(matmul(any(a) as T2, any(b) as T2), R)) as tf.Scalar)([x, w]);
+    const close = (a: tf.Tensor, b: tf.Tensor | Float32Array) => {
+      const u = a.dataSync();
+      const v = b instanceof tf.Tensor ? b.dataSync() : b;
+      const scale = Math.max(...Array.from(v, Math.abs));
+      Array.from(u).forEach((x, i) => expect(Math.abs(x - v[i]!)).toBeLessThanOrEqual(1e-6 * scale));
+    };
+    close(value, plainValue);
+    close(grads[0]!, plain[0]!);
+    close(grads[1]!, Float32Array.from(flat, (f) => plain[1]!.dataSync()[f]!));
+    tf.dispose([value, plainValue, ...grads, ...plain]);
+    // The input gradient multiplies by the base's transpose made once, not by a new one.
+    const kernels = await kernelsOf(() => tf.dispose(withSparseWeightGrads(marks, () => tf.grad((a: tf.Tensor) => loss(a))(x))));
+    expect(kernels['Transpose']).toBeUndefined();
+    kept!.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([w0, w, x, R]);
+    entries.dispose();
   });
 
   test('the probe\'s gradient is the dense gradient at the wanted entries, in their order, and the weight gets none', async () => {

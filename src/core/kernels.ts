@@ -92,8 +92,41 @@ function ensureKernel(name: string, base: string, attrsOf: (attrs: tf.NamedAttrM
  */
 const KERNEL = 'SparsetuneMatMul';
 
+/**
+ * Our matmul kernel on the current backend (once per backend): the
+ * backend's plain `BatchMatMul`, or, for a weight kept on its frozen base
+ * ({@link keepBasePacked}) where that is the cheaper, the product with the
+ * base plus the host correction for the entries' change.
+ */
+function ensureMatMulKernel(): void {
+  const backend = tf.getBackend();
+  if (tf.getKernel(KERNEL, backend) !== undefined) return;
+  const plain = tf.getKernel('BatchMatMul', backend);
+  if (plain === undefined) throw new Error(`${KERNEL}: backend '${backend}' has no BatchMatMul kernel`);
+  const attrs = { transposeA: false, transposeB: false };
+  tf.registerKernel({
+    kernelName: KERNEL,
+    backendName: backend,
+    kernelFunc: ({ inputs, backend: be, attrs: given }) => {
+      const key = given?.['entries'] as number | undefined;
+      const base = key === undefined ? undefined : bases.get(byKey[key]!);
+      const { a } = inputs as { a: tf.TensorInfo };
+      if (!base || !baseIsCheaper(byKey[key!]!, a.shape[0]!)) return plain.kernelFunc({ inputs, backend: be, attrs });
+      // x·W = x·W₀ + x·(W − W₀): the product on the base, whose packing XNNPACK keeps.
+      const out = plain.kernelFunc({ inputs: { a, b: base.weight }, backend: be, attrs }) as tf.TensorInfo;
+      const b = be as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
+      const x = b.readSync(a.dataId) as Float32Array;
+      // The output's own memory, corrected in place: wasm's heap (a view; nothing
+      // allocates on the heap before it is written) or cpu's values array.
+      const y = b.typedArrayFromHeap ? b.typedArrayFromHeap(out) : (b.readSync(out.dataId) as Float32Array);
+      addEntries(y, x, byKey[key!]!, base.delta, 'forward');
+      return out;
+    },
+  });
+}
+
 function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  ensureKernel(KERNEL, 'BatchMatMul', () => ({ transposeA: false, transposeB: false }));
+  ensureMatMulKernel();
   // A weight whose gradient is wanted at some entries only is marked here, by
   // the key of its entries, for the gradient function: that sees the tape's
   // copy of the weight (on wasm, other data), not the weight itself.
@@ -218,6 +251,95 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
     probe: tf.zeros([flat.length], 'float32') as tf.Tensor1D,
   };
   return { ...t, shape: [k, n], weightShape: [...shape], count: flat.length, host: { flat: Int32Array.from(flat), rows, cols }, dispose: () => tf.dispose(Object.values(t)) };
+}
+
+// ---------------------------------------------------------------------------
+// A trained weight's products at its frozen base. XNNPACK (wasm) packs a
+// matmul's weight into its own layout once per weight tensor and reuses it
+// while the tensor lives; a weight trained every step is a new tensor every
+// step, packed again in the forward product (about 10 ns an entry here) and
+// transposed and packed for the input gradient. With few selected entries
+// W = W₀ + D, D nonzero only there: x·W = x·W₀ + x·D and δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ,
+// W₀ and W₀ᵀ packed once, x·D and δ·Dᵀ O(rows·n) on the host.
+
+interface FrozenBase {
+  /** W₀, and its transpose for the input gradient: the same tensors all along. */
+  readonly weight: tf.Tensor;
+  readonly transposed: tf.Tensor;
+  /** W₀ at the entries, and W − W₀ there (set from the current weight each step). */
+  readonly values: Float32Array;
+  readonly delta: Float32Array;
+}
+const bases = new WeakMap<SparseGradEntries, FrozenBase>();
+
+/**
+ * Whether a product with `rows` rows is cheaper on the frozen base: the
+ * repacking it saves (K·N entries, ~10 ns each on wasm) against the copies
+ * and host sums it adds (rows·(N + 2n), ~1.5 ns each).
+ */
+const baseIsCheaper = (e: SparseGradEntries, rows: number) => e.shape[0] * e.shape[1] * 10 > rows * (e.shape[1] + 2 * e.count) * 1.5;
+
+/** `y += x·D` (forward, y [R, N], x [R, K]) or `y += δ·Dᵀ` (input gradient, y [R, K], δ [R, N]), D the entries' `delta`. */
+function addEntries(y: Float32Array, x: Float32Array, e: SparseGradEntries, delta: Float32Array, way: 'forward' | 'input'): void {
+  const [k, n] = e.shape;
+  const [inW, outW] = way === 'forward' ? [k, n] : [n, k];
+  const [from, to] = way === 'forward' ? [e.host.rows, e.host.cols] : [e.host.cols, e.host.rows];
+  const rows = x.length / inW;
+  for (let r = 0; r < rows; r++) {
+    const xo = r * inW;
+    const yo = r * outW;
+    for (let q = 0; q < delta.length; q++) y[yo + to[q]!]! += x[xo + from[q]!]! * delta[q]!;
+  }
+}
+
+/**
+ * Keeps the products of a weight with sparse gradient `entries` on its
+ * frozen `base` (the weight when training starts) while only the entries
+ * change: inside {@link withSparseWeightGrads}, the forward product and
+ * the input gradient run on `base` (packed once on wasm) plus a host
+ * correction for the change at the entries, wherever the cost model
+ * favours it for the batch's rows; the values agree with the product on
+ * the current weight to float rounding. Call `update(current)` after every
+ * step with the weight as it now is (entries outside the selection must be
+ * `base`'s), and `dispose()` at the end. Returns `undefined` (nothing to
+ * do) unless the backend's data lives in this thread (wasm, cpu), the
+ * weight is a matrix, and the base is the cheaper for products of at least
+ * `rows` rows (the batch size, say). `fineTune` does this for the partly
+ * selected kernels it trains on the sparse-gradient path.
+ * @example
+ * ```ts
+ * const kept = keepBasePacked(entries, w0, 32);
+ * for (const batch of data) {
+ *   const g = withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads(loss)([entries.probe]));
+ *   w = step(w, g);
+ *   kept?.update(w);
+ * }
+ * kept?.dispose();
+ * ```
+ * @category Backends
+ */
+export function keepBasePacked(entries: SparseGradEntries, base: tf.Tensor, rows = 1): { update(current: tf.Tensor): void; dispose(): void } | undefined {
+  if (!hostData() || entries.weightShape.length !== 2 || !baseIsCheaper(entries, rows)) return undefined;
+  // Kept: fineTune decides inside a step's tidy.
+  const weight = tf.keep(tf.clone(base));
+  const transposed = tf.keep(tf.transpose(weight));
+  const at = tf.gatherND(weight, entries.coords);
+  const values = at.dataSync() as Float32Array;
+  at.dispose();
+  bases.set(entries, { weight, transposed, values, delta: new Float32Array(entries.count) });
+  return {
+    update: (current) => {
+      const now = tf.tidy(() => tf.gatherND(current, entries.coords));
+      const v = now.dataSync();
+      now.dispose();
+      const delta = bases.get(entries)!.delta;
+      for (let q = 0; q < delta.length; q++) delta[q] = v[q]! - values[q]!;
+    },
+    dispose: () => {
+      bases.delete(entries);
+      tf.dispose([weight, transposed]);
+    },
+  };
 }
 
 // The weights whose gradient is wanted at some entries (by their data, so a
@@ -402,7 +524,17 @@ tf.registerGradient({
     const g = dy as tf.Tensor;
     const key = attrs['entries'] as number | undefined;
     return {
-      a: () => kernelMatMul(g, tf.transpose(b, swapLast(b.rank))),
+      a: () => {
+        const e = key === undefined ? undefined : byKey[key];
+        const base = e && bases.get(e);
+        if (!base || !baseIsCheaper(e!, g.shape[0]!)) return kernelMatMul(g, tf.transpose(b, swapLast(b.rank)));
+        // δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ, W₀ᵀ packed once.
+        const dx = kernelMatMul(g, base.transposed);
+        const y = Float32Array.from(dx.dataSync());
+        dx.dispose();
+        addEntries(y, g.dataSync() as Float32Array, e!, base.delta, 'input');
+        return tf.tensor(y, dx.shape);
+      },
       b: () => {
         const e = key === undefined ? undefined : byKey[key];
         return e ? scatterEntries(sparseWeightGradValues(a, g, e), e) : kernelMatMul(tf.transpose(a, swapLast(a.rank)), g);

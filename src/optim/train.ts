@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
 import { stockGradients } from '../core/kernels.js';
-import { ConfigError, leafSize, usedOnlyAsWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { ConfigError, keepBasePacked, leafSize, usedOnlyAsWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
@@ -410,6 +410,12 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   // pass uses as matmul weights only (the probe carries no other use).
   const selectedValues = (o.sparseState ?? true) && !stockGradients() && sparse.size > 0;
   let probed: ReadonlySet<string> | undefined;
+  // Probed kernels whose products stay on their frozen base (kernels.ts keepBasePacked), where that is the cheaper.
+  const kept = new Map<string, NonNullable<ReturnType<typeof keepBasePacked>>>();
+  const releaseBases = () => {
+    for (const k of kept.values()) k.dispose();
+    kept.clear();
+  };
   // ---
   // The trained leaves live in `current`; the caller's own tensors are never disposed.
   let current: Params = Object.fromEntries(trainable.map((p) => [p, o.params[p]!]));
@@ -482,6 +488,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     mask = next;
     trained = maskAlgebra(model.spec).join(trained, next);
     // The sparse-gradient entries (and their probes) of the new mask.
+    releaseBases();
     for (const e of sparse.values()) e.dispose();
     sparse.clear();
     sparseFor(next, nextTrainable);
@@ -529,6 +536,10 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
               const ps = selectedValues ? [...sparse.keys()] : [];
               const ok = ps.length ? withSparseWeightGrads(marks, () => usedOnlyAsWeights(ps.map((p) => current[p]!), () => lossFn(...leaves))) : [];
               probed = new Set(ps.filter((_, i) => ok[i]));
+              for (const p of probed) {
+                const k = keepBasePacked(sparse.get(p)!, current[p]!, batchSize);
+                if (k) kept.set(p, k);
+              }
             }
             const on = probed;
             // A probed leaf is differentiated through its probe; the forward pass uses the weight itself.
@@ -573,6 +584,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
             owned.add(out.next[p]!);
           }
           current = out.next;
+          for (const [p, k] of kept) k.update(current[p]!);
           disposeReplaced(state, out.nextState);
           state = out.nextState;
           lossSum += loss;
@@ -631,6 +643,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   } finally {
     engine?.dispose();
     tf.dispose(state);
+    releaseBases();
     for (const e of sparse.values()) e.dispose();
   }
   const how = { cachedFeatures: cache, sparseGradientLeaves: [...sparse.keys()], selectedValueLeaves: [...(probed ?? [])], reselections };
