@@ -140,6 +140,21 @@ describeOnBackends((backend) => {
     entries.dispose();
   });
 
+  test('a marked filter used through a reshaped view (a 1×1 convolution as a matmul) takes the plain gradient, and is not probed', () => {
+    const x = rand([6, 4]);
+    const f = rand([1, 1, 4, 3]);
+    const loss = (b: tf.Tensor) => tf.sum(tf.square(matmul(any(x) as T2, any(tf.reshape(b, [4, 3])) as T2)));
+    const entries = sparseGradEntries([1, 1, 4, 3], [1, 5], true);
+    if (entries === undefined) return expect(backend).not.toMatch(/^(wasm|cpu)$/);
+    const [g] = withSparseWeightGrads(new Map([[f, entries]]), () => tf.grads(loss)([f]));
+    const [dense] = tf.grads(loss)([f]);
+    expect(g!.shape).toEqual([1, 1, 4, 3]);
+    expect(g!.dataSync()).toEqual(dense!.dataSync());
+    expect(withSparseWeightGrads(new Map([[f, entries]]), () => usedOnlyAsWeights([f], () => loss(f)))).toEqual([false]);
+    tf.dispose([g!, dense!, x, f]);
+    entries.dispose();
+  });
+
   test('the probe\'s gradient is the dense gradient at the wanted entries, in their order, and the weight gets none', async () => {
     const x = rand([4, 5, 24]);
     const w = rand([24, 40]);

@@ -130,7 +130,9 @@ function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   // A weight whose gradient is wanted at some entries only is marked here, by
   // the key of its entries, for the gradient function: that sees the tape's
   // copy of the weight (on wasm, other data), not the weight itself.
-  const key = a.rank === 2 && b.rank === 2 ? wanted?.get(b.dataId) : undefined;
+  const marked = a.rank === 2 && b.rank === 2 ? wanted?.get(b.dataId) : undefined;
+  // Only the weight itself: a reshaped view shares its data (a 1×1 filter as a matrix) but not its shape.
+  const key = marked !== undefined && sameShape(byKey[marked]!.weightShape, b.shape) ? marked : undefined;
   if (key === undefined) return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
   // The probe rides along as a third input the forward kernel ignores: the
   // tape then differentiates it like any input, and its gradient is the
@@ -342,6 +344,8 @@ export function keepBasePacked(entries: SparseGradEntries, base: tf.Tensor, rows
   };
 }
 
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+
 // The weights whose gradient is wanted at some entries (by their data, so a
 // copy of the same tensor object counts too), each with a key into `byKey`.
 let wanted: ReadonlyMap<object, number> | undefined;
@@ -411,7 +415,7 @@ export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => 
             const i = t === undefined ? undefined : ids.get(t.dataId);
             if (i === undefined) continue;
             const asWeight = node.kernelName === KERNEL ? name === 'b' && t.rank === 2 : node.kernelName === CONV && name === 'filter';
-            if (asWeight && t.rank === weights[i]!.rank && t.shape[0] === weights[i]!.shape[0]) seen[i] = true;
+            if (asWeight && sameShape(t.shape, weights[i]!.shape)) seen[i] = true;
             else if (node.outputs.some((o) => consumed.has(o.id))) other[i] = true;
           }
         }
@@ -598,7 +602,7 @@ function runConv(kernel: string, base: string, x: tf.Tensor, f: tf.Tensor, pads:
   const attrs = { strides: [sh, sw], pads } as unknown as tf.NamedAttrMap;
   // A filter whose gradient is wanted at some entries: as the matmul's weight (the probe rides along).
   const key = kernel === CONV ? wanted?.get(f.dataId) : undefined;
-  if (key === undefined || byKey[key]!.weightShape.length !== 4) return tf.engine().runKernel(kernel, { x, filter: f }, attrs) as tf.Tensor4D;
+  if (key === undefined || !sameShape(byKey[key]!.weightShape, f.shape)) return tf.engine().runKernel(kernel, { x, filter: f }, attrs) as tf.Tensor4D;
   return tf.engine().runKernel(kernel, { x, filter: f, probe: byKey[key]!.probe }, { ...attrs, entries: key }) as tf.Tensor4D;
 }
 
