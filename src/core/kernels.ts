@@ -196,11 +196,10 @@ export interface SparseGradEntries {
  * wasm the dense one is more than its products: XNNPACK packs the fresh
  * `δ` into its own layout for every product (about 10 ns an entry here)
  * and `x` is transposed first, while the sparse sums (eight rows at a time
- * on the host) take 1.5–2 ns a product. Chosen where the two cross inside
- * `fineTune`: on the shipped ViT's 64-wide kernels GPS with 4 entries per
- * neuron (`n = 4N`, so `n·16 = K·N`) costs the same either way; with 1 the
- * sparse gradients are the cheaper, with 16 the dense
- * (`npm run bench:step -- --models vit --k 4` times both).
+ * on the host) take 1.5–2 ns a product. At 16, a per-neuron top-1 or top-2
+ * goes sparse on every kernel of the shipped backbones (the ViT's are 64
+ * wide); `npm run bench:step -- --k K` times GPS with K entries per neuron
+ * with sparse and with dense gradients side by side.
  * @example
  * ```ts
  * const sparseIsCheaper = entries * SPARSE_ENTRY_COST < k * n;
@@ -295,6 +294,21 @@ function addEntries(y: Float32Array, x: Float32Array, e: SparseGradEntries, delt
 }
 
 /**
+ * What {@link keepBasePacked} returns.
+ * @example
+ * ```ts
+ * const kept: BasePacked | undefined = keepBasePacked(entries, w0, 32);
+ * ```
+ * @category Backends
+ */
+export interface BasePacked {
+  /** Takes the weight as it is after a step (its entries outside the selection unchanged from the base). */
+  update(current: tf.Tensor): void;
+  /** Frees the base's copy and its transpose; products go back to the current weight. */
+  dispose(): void;
+}
+
+/**
  * Keeps the products of a weight with sparse gradient `entries` on its
  * frozen `base` (the weight when training starts) while only the entries
  * change: inside {@link withSparseWeightGrads}, the forward product and
@@ -320,7 +334,7 @@ function addEntries(y: Float32Array, x: Float32Array, e: SparseGradEntries, delt
  * ```
  * @category Backends
  */
-export function keepBasePacked(entries: SparseGradEntries, base: tf.Tensor, rows = 1): { update(current: tf.Tensor): void; dispose(): void } | undefined {
+export function keepBasePacked(entries: SparseGradEntries, base: tf.Tensor, rows = 1): BasePacked | undefined {
   if (!hostData() || entries.weightShape.length !== 2 || !baseIsCheaper(entries, rows)) return undefined;
   // Kept: fineTune decides inside a step's tidy.
   const weight = tf.keep(tf.clone(base));

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
 import { stockGradients } from '../core/kernels.js';
-import { ConfigError, keepBasePacked, leafSize, usedOnlyAsWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { ConfigError, keepBasePacked, type BasePacked, leafSize, usedOnlyAsWeights, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
@@ -411,7 +411,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const selectedValues = (o.sparseState ?? true) && !stockGradients() && sparse.size > 0;
   let probed: ReadonlySet<string> | undefined;
   // Probed kernels whose products stay on their frozen base (kernels.ts keepBasePacked), where that is the cheaper.
-  const kept = new Map<string, NonNullable<ReturnType<typeof keepBasePacked>>>();
+  const kept = new Map<string, BasePacked>();
   const releaseBases = () => {
     for (const k of kept.values()) k.dispose();
     kept.clear();
