@@ -1,7 +1,7 @@
 // Every speed and memory benchmark (docs/benchmarks.md), run one after
 // another, summarised in one JSON and one markdown table.
 //
-//   npm run bench:speed                  run them all, then the table
+//   npm run bench:speed                  run them all (step, selection, optim, reselect, workers), then the table
 //   npm run bench:speed -- --table-only  the table from their last results, without running them
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -14,10 +14,11 @@ const run = (script: string, ...args: string[]) => {
   if (r.status !== 0) throw new Error(`${script} failed with ${r.status}`);
 };
 const tableOnly = process.argv.includes('--table-only');
-if (!tableOnly) run('./step.ts', '--batch', '32,64', '--rounds', '20', '--method-rounds', '5');
+if (!tableOnly) run('./step.ts', '--batch', '32,64', '--rounds', '20', '--method-rounds', '9');
 if (!tableOnly) run('./selection.ts', '--rounds', '5');
 if (!tableOnly) run('./optim.ts', '--rounds', '20', '--steps', '1000');
 if (!tableOnly) run('./reselect.ts', '--rounds', '3', '--every', '10');
+if (!tableOnly) run('./workers.ts', '--rounds', '3', '--batch', '64', '--steps', '5', '--samples', '256');
 
 const read = (name: string): unknown => JSON.parse(readFileSync(here(`./results/${name}.json`), 'utf8'));
 const step = read('step-wasm') as {
@@ -29,6 +30,7 @@ const step = read('step-wasm') as {
 };
 const sel = read('selection') as { vitB16: { entries: number; seconds: Record<string, number> }; gpsSelection: { ratio: number; selectSeconds: number; epochSeconds: number }; fpsSelection: { fpsSeconds: number; gpsPeakBytes: number; fpsPeakBytes: number } };
 const re = read('reselect') as { every: number; steps: number; rows: { criterion: string; ratio: number; reselections: number; perReselection: number }[] };
+const workers = read('workers-wasm-b64') as { batch: number; rows: { job: string; speedup2v1: number; doubleBatch2v1?: number }[] };
 const opt = read('optim') as { maskedStep: { ratio: number }; memory: { ratio: number }; delta: { ratio: number; deltaBytes: number; checkpointBytes: number }; leak: { steps: number; before: number; after: number } };
 
 const ours = (m: string) => step.rows.find((r) => r.model === m && r.batch === 32 && r.implementation === 'sparsetune')!;
@@ -44,6 +46,11 @@ const lines: [string, string, string][] = [
     [`GPS step ÷ BitFit step, ${m}, batch 32`, goal(m).gpsOverBitfit.toFixed(2), 'goal ≤ 1.05'],
     [`GPS, BitFit step ÷ full step, ${m}, batch 32`, `${goal(m).gpsOverFull.toFixed(2)}, ${goal(m).bitfitOverFull.toFixed(2)}`, 'goal ≤ 0.72'],
     [`linear-probing epoch after the first ÷ full epoch, ${m}, batch 32`, goal(m).linearEpochOverFull.toFixed(3), 'goal ≤ 0.05'],
+  ]),
+  ...workers.rows.map((r): [string, string, string] => [
+    `2 workers ÷ 1 worker, ${r.job}, ViT, batch ${workers.batch}`,
+    `${r.speedup2v1.toFixed(2)}×${r.doubleBatch2v1 === undefined ? '' : ` (${r.doubleBatch2v1.toFixed(2)}× at batch ${2 * workers.batch})`}`,
+    r.job.includes('fine-tuning') ? 'goal ≥ 1.7×' : 'no goal (splits whole batches)',
   ]),
   ['masked AdamW step ÷ unmasked', opt.maskedStep.ratio.toFixed(3), 'goal ≤ 1.05'],
   ['GPS selection ÷ one fine-tuning epoch (ViT, 800 images)', `${sel.gpsSelection.ratio.toFixed(2)}×`, 'goal ≤ 2.5×'],

@@ -217,7 +217,7 @@ const result = { machine: machine(), loadavg: { before: loadBefore, after: loadA
 const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
 const command = `npm run bench:step -- --backend ${opts.backend} --rounds ${rounds} --batch ${opts.batch} --method-rounds ${methodRounds}${k === 1 ? '' : ` --k ${k}`}${opts.models === 'vit,cnn,mlp' ? '' : ` --models ${opts.models}`}${standard ? '' : ` --input ${opts.input}`}${opts.patch === undefined ? '' : ` --patch ${opts.patch}`}`;
 const md = [
-  `# Training step${standard ? '' : `, input ${input.join('×')}`}, ${result.machine['backend'] as string}`,
+  `# Training step${standard ? '' : `, input ${input.join('×')}`}${k === 1 ? '' : `, GPS top-${k}`}, ${result.machine['backend'] as string}`,
   '',
   `Command: \`${command}\` (${result.machine['date'] as string}, ${result.machine['cpu'] as string}, ${result.machine['cores'] as number} cores, load average ${loadBefore.map((l) => l.toFixed(1)).join(' ')} before and ${loadAfter.map((l) => l.toFixed(1)).join(' ')} after).`,
   '',
@@ -251,4 +251,4 @@ const md = [
   '',
 ].join('\n');
 console.log(md);
-writeResults(`step-${opts.backend}${standard ? '' : `-${input.join('x')}`}`, result, md);
+writeResults(`step-${opts.backend}${standard ? '' : `-${input.join('x')}`}${k === 1 ? '' : `-k${k}`}${opts.models === 'vit,cnn,mlp' ? '' : `-${opts.models.replaceAll(',', '-')}`}`, result, md);

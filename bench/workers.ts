@@ -4,6 +4,7 @@
 // sparsetune/node), timed in interleaved rounds in one process, medians
 // reported with the load average before and after (the 2-core machine is
 // often shared: compare the columns of one run, not runs with each other).
+// "2 workers, 2× batch" gives each worker the shard 1 worker computes alone.
 //
 //   npm run bench:workers [-- --rounds 5 --batch 64 --steps 6 --samples 512]
 import { loadavg } from 'node:os';
@@ -29,18 +30,22 @@ await initBackend('wasm');
 const load0 = loadavg();
 const { model, params } = loadBackbone('vit');
 // The digits task's training images (same 28×28×1 shape and head width as the backbone).
-const task = digits({ trainSize: Math.max(samples, batch * steps), seed: 0 });
-const train = { ...task.train, n: batch * steps, images: task.train.images.subarray(0, batch * steps * 784), labels: task.train.labels.subarray(0, batch * steps) };
+const task = digits({ trainSize: Math.max(samples, 2 * batch * steps), seed: 0 });
+/** `steps` batches of `b` training images. */
+const trainFor = (b: number) => ({ ...task.train, n: b * steps, images: task.train.images.subarray(0, b * steps * 784), labels: task.train.labels.subarray(0, b * steps) });
 const selectData = { ...task.train, n: samples, images: task.train.images.subarray(0, samples * 784), labels: task.train.labels.subarray(0, samples) };
 const full: Mask = { spec: model.spec, bits: Object.fromEntries(Object.entries(model.spec).map(([p, s]) => [p, new Uint8Array(s.shape.reduce((a, b) => a * b, 1)).fill(1)])) };
 const gpsMask = select(gps({ k: 1 }), selectionEnv({ model, params, data: selectData, seed: 0 }));
 const pools = { '1 worker': await workerPool({ workers: 1 }), '2 workers': await workerPool({ workers: 2 }) };
-const contenders: Record<string, GradientEngine | undefined> = { 'this thread': undefined, ...pools };
+const contenders: Record<string, GradientEngine | undefined> = { 'this thread': undefined, ...pools, '2 workers, 2× batch': pools['2 workers'] };
+// '2 workers, 2× batch' gives each worker the shard 1 worker gets: what the two cores
+// give for the same work per thread, with nothing of the pool's own cost changed.
+const batchOf = (c: string) => (c === '2 workers, 2× batch' ? 2 * batch : batch);
 
 /** Median ms of the steps of one fineTune run (the first step, which warms caches, left out). */
-function stepMs(mask: Mask, parallel: GradientEngine | undefined): number[] {
+function stepMs(mask: Mask, parallel: GradientEngine | undefined, b: number): number[] {
   const stamps: number[] = [];
-  const r = fineTune({ model, params, mask, train, epochs: 1, batchSize: batch, learningRate: 1e-4, progressBar: false, onStep: () => stamps.push(performance.now()), ...(parallel ? { parallel } : {}) });
+  const r = fineTune({ model, params, mask, train: trainFor(b), epochs: 1, batchSize: b, learningRate: 1e-4, progressBar: false, onStep: () => stamps.push(performance.now()), ...(parallel ? { parallel } : {}) });
   tf.dispose(Object.values(r.params).filter((t) => !Object.values(params).includes(t)));
   return stamps.slice(1).map((t, i) => t - stamps[i]!);
 }
@@ -52,18 +57,20 @@ function selectMs(parallel: GradientEngine | undefined): number {
 }
 
 const jobs = {
-  'full fine-tuning': (e: GradientEngine | undefined) => stepMs(full, e),
-  'GPS fine-tuning (sparse mask)': (e: GradientEngine | undefined) => stepMs(gpsMask, e),
+  'full fine-tuning': (e: GradientEngine | undefined, b: number) => stepMs(full, e, b),
+  'GPS fine-tuning (sparse mask)': (e: GradientEngine | undefined, b: number) => stepMs(gpsMask, e, b),
   'GPS selection pass': (e: GradientEngine | undefined) => [selectMs(e)],
 } as const;
-const times: Record<string, Record<string, number[]>> = Object.fromEntries(Object.keys(jobs).map((j) => [j, Object.fromEntries(Object.keys(contenders).map((c) => [c, [] as number[]]))]));
+const fineTuning = (j: string) => j !== 'GPS selection pass';
+const times: Record<string, Record<string, number[]>> = Object.fromEntries(Object.keys(jobs).map((j) => [j, Object.fromEntries(Object.keys(contenders).filter((c) => fineTuning(j) || batchOf(c) === batch).map((c) => [c, [] as number[]]))]));
 const before = tf.memory().numTensors;
 const workerTensors = Object.values(pools).map((p) => p.tensors());
 // One warm-up round, then interleaved rounds: every contender of every job in each round.
 for (let round = 0; round <= rounds; round++) {
   for (const [j, run] of Object.entries(jobs)) {
     for (const [c, engine] of Object.entries(contenders)) {
-      const t = run(engine);
+      if (!fineTuning(j) && batchOf(c) !== batch) continue;
+      const t = run(engine, batchOf(c));
       if (round > 0) times[j]![c]!.push(...t);
     }
   }
@@ -75,8 +82,9 @@ const load1 = loadavg();
 
 const rows = Object.entries(times).map(([job, byContender]) => {
   const perSample = job === 'GPS selection pass' ? samples : batch;
-  const sps = Object.fromEntries(Object.entries(byContender).map(([c, t]) => [c, (perSample * 1000) / median(t)]));
-  return { job, samplesPerSecond: sps, speedup2v1: sps['2 workers']! / sps['1 worker']!, speedup2vThread: sps['2 workers']! / sps['this thread']! };
+  const sps = Object.fromEntries(Object.entries(byContender).map(([c, t]) => [c, (perSample * batchOf(c) * 1000) / (batch * median(t))]));
+  const double = sps['2 workers, 2× batch'];
+  return { job, samplesPerSecond: sps, speedup2v1: sps['2 workers']! / sps['1 worker']!, speedup2vThread: sps['2 workers']! / sps['this thread']!, ...(double === undefined ? {} : { doubleBatch2v1: double / sps['1 worker']! }) };
 });
 const result = { machine: machine(), loadAverage: { before: load0, after: load1 }, batch, steps, samples, rounds, rows, leakedTensors: leaked, leakedInWorkers };
 const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
@@ -87,9 +95,11 @@ const md = [
   `Load average (1, 5, 15 min) before: ${fmt(load0)}; after: ${fmt(load1)}. On a shared machine compare the columns of one run only.`,
   `Medians over ${rounds} interleaved rounds (after one warm-up round) in one process: fine-tuning per step (${steps - 1} timed steps a run), the selection pass (SupCon gradients of two views, ${samples} images) per pass.`,
   '',
-  '| job | this thread | 1 worker | 2 workers | 2 workers / 1 worker | 2 workers / this thread |',
-  '| --- | ---: | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.job} | ${r.samplesPerSecond['this thread']!.toFixed(0)} | ${r.samplesPerSecond['1 worker']!.toFixed(0)} | ${r.samplesPerSecond['2 workers']!.toFixed(0)} | ${r.speedup2v1.toFixed(2)}× | ${r.speedup2vThread.toFixed(2)}× |`),
+  '| job | this thread | 1 worker | 2 workers | 2 workers / 1 worker | 2 workers / this thread | 2 workers at 2× batch / 1 worker |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map((r) => `| ${r.job} | ${r.samplesPerSecond['this thread']!.toFixed(0)} | ${r.samplesPerSecond['1 worker']!.toFixed(0)} | ${r.samplesPerSecond['2 workers']!.toFixed(0)} | ${r.speedup2v1.toFixed(2)}× | ${r.speedup2vThread.toFixed(2)}× | ${r.doubleBatch2v1 === undefined ? '' : `${r.doubleBatch2v1.toFixed(2)}×`} |`),
+  '',
+  `The last column runs fine-tuning at batch ${2 * batch} over 2 workers, so each worker computes the ${batch}-sample shard 1 worker computes alone: what two threads doing the same work at once give on this machine, the pool's own per-step cost unchanged.`,
   '',
   `Samples per second. Tensors leaked over every timed run: ${leaked} in this thread, ${JSON.stringify(leakedInWorkers)} in the workers.`,
   '',
