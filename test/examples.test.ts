@@ -163,6 +163,7 @@ describe('the guides show the committed benchmark results', () => {
     ['docs/benchmarks.md', 'bench/results/speed.md'],
     ['docs/benchmarks.md', 'bench/results/step-wasm.md'],
     ['docs/your-model.md', 'bench/results/keras-mobilenet.md'],
+    ['docs/backends.md', 'bench/results/workers-wasm-b64.md'],
   ])('%s shows %s', (doc, file) => {
     const guide = readFileSync(`${root}${doc}`, 'utf8');
     const rows = readFileSync(`${root}${file}`, 'utf8').split('\n').filter((l) => l.startsWith('|'));
