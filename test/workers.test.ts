@@ -70,6 +70,27 @@ test('a GPS selector under parallel: the same scores and mask, frozen entries un
   for (const r of [local, par]) tf.dispose(Object.values(r.params).filter((t) => !Object.values(params).includes(t)));
 });
 
+test('a sparse selection of wide kernels takes the sparse-gradient path in the workers too, and equals one thread within float tolerance', () => {
+  // Fan-in 48: a top-1 per neuron is few enough entries for the cost model (as fineTune's sparseGradientLeaves shows).
+  const wide = mlp({ input: [48], hidden: [8], classes: 3 });
+  const wp = wide.init(2);
+  const set = { images: new Float32Array(24 * 48).map((_, i) => Math.cos(i * 0.21)), labels: Int32Array.from({ length: 24 }, (_, i) => i % 3), n: 24, shape: [48] as const };
+  const mask = gps({ k: 1 });
+  const run = (parallel?: WorkerPool) => {
+    const r = fineTune({ model: wide, params: wp, mask, train: set, epochs: 2, batchSize: 8, optimizer: adamw(0.05), progressBar: false, ...(parallel ? { parallel } : {}) });
+    const out = { params: host(r.params), loss: r.history.map((h) => h.loss), sparse: r.sparseGradientLeaves };
+    tf.dispose(Object.values(r.params).filter((t) => !Object.values(wp).includes(t)));
+    return out;
+  };
+  const local = run();
+  expect(local.sparse.length).toBeGreaterThan(0);
+  const a = run(two);
+  expect(run(two)).toEqual(a);
+  close(local.params, a.params, 1e-5);
+  close(local.params, run(one).params, 1e-5);
+  tf.dispose(Object.values(wp));
+});
+
 test('regression with meanSquaredError runs in the workers', () => {
   const reg = mlp({ input: [6], hidden: [8], classes: 2 });
   const p = reg.init(1);

@@ -11,7 +11,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '../core/backend.js';
-import { ConfigError, rng, type Params, type Shape, type Tensor } from '../core/index.js';
+import { ConfigError, keepBasePacked, rng, sparseGradEntries, usedOnlyAsWeights, withSparseWeightGrads, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { cnn, crossEntropy, meanSquaredError, mlp, vit, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
@@ -111,6 +111,14 @@ interface Run {
   readonly grads: Float32Array;
   readonly data: DataSet<SampleShape, Labels>;
   readonly loss: (logits: tf.Tensor, y: tf.Tensor) => tf.Tensor;
+  /**
+   * As in fineTune (kernels.ts): per partly selected leaf the cost model
+   * favours, its sparse-gradient entries; whether it is differentiated
+   * through its probe (decided on the first step); its frozen base, kept packed.
+   */
+  readonly sparse: Map<number, SparseGradEntries>;
+  probed?: ReadonlySet<number>;
+  readonly kept: Map<number, BasePacked>;
 }
 
 const runs = new Map<number, Run>();
@@ -156,7 +164,14 @@ function trainBegin(r: Extract<Request, { op: 'trainBegin' }>): Reply {
   const trainable = new Set(r.trainable);
   const frozen: Params = Object.fromEntries(r.params.paths.flatMap((p, i) => (trainable.has(p) ? [] : [[p, tf.tensor(all[i]!, [...r.params.shapes[i]!])]])));
   const at = r.trainable.map((p) => r.params.paths.indexOf(p));
+  const sparse = new Map<number, SparseGradEntries>();
+  r.selected.forEach((idx, i) => {
+    const e = idx ? sparseGradEntries(r.params.shapes[at[i]!]!, idx) : undefined;
+    if (e) sparse.set(i, e);
+  });
   runs.set(r.run, {
+    sparse,
+    kept: new Map(),
     model,
     frozen,
     trainable: r.trainable,
@@ -189,17 +204,31 @@ function trainStep(r: Extract<Request, { op: 'trainStep' }>): Reply {
   const loss = tf.tidy(() => {
     const { x, y } = toTensors(subset(run.data, r.indices));
     const ts = run.leaves.map((leaf, i) => tf.tensor(leaf, [...run.shapes[i]!]));
+    for (const [i, k] of run.kept) k.update(ts[i]!);
     // Each shard's mean loss weighted by its share of the batch: the shards' gradients then sum to the batch's.
     const f = (...ws: tf.Tensor[]) => {
       const params = { ...run.frozen, ...Object.fromEntries(run.trainable.map((p, i) => [p, ws[i]!])) };
       return tf.mul(run.loss(run.model.apply(params, x as Tensor<readonly ['B', ...Shape]>).logits, y), r.scale) as tf.Scalar;
     };
-    const { value, grads } = tf.valueAndGrads(f)(ts);
+    const marks = new Map([...run.sparse].map(([i, e]) => [ts[i]!, e]));
+    if (run.probed === undefined) {
+      const is = [...run.sparse.keys()];
+      const ok = is.length ? withSparseWeightGrads(marks, () => usedOnlyAsWeights(is.map((i) => ts[i]!), () => f(...ts))) : [];
+      run.probed = new Set(is.filter((_, j) => ok[j]));
+      for (const i of run.probed) {
+        const k = keepBasePacked(run.sparse.get(i)!, ts[i]!, r.indices.length);
+        if (k) run.kept.set(i, k);
+      }
+    }
+    const on = run.probed;
+    // A probed leaf is differentiated through its probe: its gradient is the selected values, in idx order.
+    const xs = ts.map((t, i) => (on.has(i) ? run.sparse.get(i)!.probe : t));
+    const { value, grads } = withSparseWeightGrads(marks, () => tf.valueAndGrads((...ws: tf.Tensor[]) => f(...ws.map((w, i) => (on.has(i) ? ts[i]! : w))))(xs));
     let out = 0;
     grads.forEach((g, i) => {
       const host = g.dataSync() as Float32Array;
       const idx = run.selected[i];
-      if (idx === null || idx === undefined) {
+      if (idx === null || idx === undefined || on.has(i)) {
         run.grads.set(host, out);
         out += host.length;
       } else {
@@ -235,7 +264,11 @@ function handle(r: Request): Reply | undefined {
       return trainStep(r);
     case 'trainEnd': {
       const run = runs.get(r.run);
-      if (run) tf.dispose(Object.values(run.frozen));
+      if (run) {
+        tf.dispose(Object.values(run.frozen));
+        for (const k of run.kept.values()) k.dispose();
+        for (const e of run.sparse.values()) e.dispose();
+      }
       runs.delete(r.run);
       return undefined;
     }
