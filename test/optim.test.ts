@@ -409,11 +409,13 @@ describe('flatten', () => {
     const params = tree([['a', tf.ones([2])], ['b', tf.ones([3, 3])], ['c', tf.ones([1])]]);
     const tx = flatten(adam(0.1), { maxLeafSize: 4 });
     const state = tx.init(params);
-    expect([state.flat, state.own, state.shapes]).toEqual([['a', 'c'], ['b'], [[2], [1]]]);
+    expect([state.flat, state.own, state.shapes, state.ownShapes]).toEqual([['a', 'c'], ['b'], [[2], [1]], [[3, 3]]]);
     const mu = (state.inner as unknown as [{ mu: Record<string, tf.Tensor> }])[0].mu;
     expect(Object.fromEntries(Object.entries(mu).map(([k, v]) => [k, v.shape]))).toEqual({ [FLAT]: [3], b: [3, 3] });
     expect(() => tx.update({ a: tf.ones([2]), b: tf.ones([3, 3]) }, state, params)).toThrow(SpecError);
     expect(() => tx.update({ a: tf.ones([3]), b: tf.ones([3, 3]), c: tf.ones([1]) }, state, params)).toThrow(/'a' \[3\]/);
+    // A leaf of its own is checked too.
+    expect(() => tx.update({ a: tf.ones([2]), b: tf.ones([9]), c: tf.ones([1]) }, state, params)).toThrow(/'b' \[9\]/);
     expect(() => flatten(adam(0.1), { maxLeafSize: -1 })).toThrow(ConfigError);
   });
 });

@@ -25,6 +25,19 @@ function pick(k: number, n: number, count: number, seed: number): Int32Array {
   return Int32Array.from(all.slice(0, count).sort((a, b) => a - b));
 }
 
+/** The sparse gradient equals the dense one at the wanted flat entries (to 1e-6 of the largest) and is zero elsewhere; returns its values. */
+function expectAtEntries(sparseGrad: tf.Tensor, denseGrad: tf.Tensor, flat: Int32Array): Float32Array {
+  const sparse = sparseGrad.dataSync() as Float32Array;
+  const dense = denseGrad.dataSync();
+  const scale = Math.max(...dense.map(Math.abs));
+  const wanted = new Set(flat);
+  for (let i = 0; i < dense.length; i++) {
+    if (wanted.has(i)) expect(Math.abs(sparse[i]! - dense[i]!)).toBeLessThanOrEqual(1e-6 * scale);
+    else expect(sparse[i]).toBe(0);
+  }
+  return sparse;
+}
+
 /** Kernels run while computing f, by name. */
 async function kernelsOf(f: () => void): Promise<Record<string, number>> {
   const info = await tf.profile(() => {
@@ -51,14 +64,7 @@ describeOnBackends((backend) => {
     const before = tf.memory().numTensors;
     const [dx, dw] = withSparseWeightGrads(new Map([[w, entries]]), () => tf.grads(loss)([x, w]));
     const [dxDense, dwDense] = tf.grads(loss)([x, w]);
-    const sparse = dw!.dataSync();
-    const dense = dwDense!.dataSync();
-    const scale = Math.max(...dense.map(Math.abs));
-    const wanted = new Set(flat);
-    for (let i = 0; i < dense.length; i++) {
-      if (wanted.has(i)) expect(Math.abs(sparse[i]! - dense[i]!)).toBeLessThanOrEqual(1e-6 * scale);
-      else expect(sparse[i]).toBe(0);
-    }
+    expectAtEntries(dw!, dwDense!, flat);
     // The input's gradient does not change.
     expect(dx!.dataSync()).toEqual(dxDense!.dataSync());
     tf.dispose([dx!, dw!, dxDense!, dwDense!]);
@@ -87,14 +93,7 @@ describeOnBackends((backend) => {
     const [dx, df] = withSparseWeightGrads(new Map([[f, entries!]]), () => tf.grads(loss)([x, f]));
     const [values] = withSparseWeightGrads(new Map([[f, entries!]]), () => tf.grads(() => loss(x, f))([entries!.probe]));
     const [dxDense, dfDense] = tf.grads(loss)([x, f]);
-    const dense = dfDense!.dataSync();
-    const sparse = df!.dataSync();
-    const scale = Math.max(...dense.map(Math.abs));
-    const wanted = new Set(flat);
-    for (let i = 0; i < dense.length; i++) {
-      if (wanted.has(i)) expect(Math.abs(sparse[i]! - dense[i]!)).toBeLessThanOrEqual(1e-6 * scale);
-      else expect(sparse[i]).toBe(0);
-    }
+    const sparse = expectAtEntries(df!, dfDense!, flat);
     Array.from(values!.dataSync()).forEach((v, q) => expect(v).toBe(sparse[flat[q]!]));
     expect(dx!.dataSync()).toEqual(dxDense!.dataSync());
     tf.dispose([dx!, df!, values!, dxDense!, dfDense!]);
@@ -134,9 +133,18 @@ describeOnBackends((backend) => {
     // The input gradient multiplies by the base's transpose made once, not by a new one.
     const kernels = await kernelsOf(() => tf.dispose(withSparseWeightGrads(marks, () => tf.grad((a: tf.Tensor) => loss(a))(x))));
     expect(kernels['Transpose']).toBeUndefined();
+    // Another weight under the same marks (not the one update saw) takes the plain product, not the base's stale delta.
+    const other = tf.tidy(() => tf.mul(w, 2));
+    const [got, want] = [withSparseWeightGrads(new Map([[other, entries]]), () => matmul(any(x) as T2, any(other) as T2)), matmul(any(x) as T2, any(other) as T2)];
+    expect(got.dataSync()).toEqual(want.dataSync());
+    tf.dispose([got, want, other]);
     kept!.dispose();
     expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([w0, w, x, R]);
+    // Once a marked product has had many rows, the base is not kept: it would never be the cheaper.
+    const many = rand([10_000, 40]);
+    tf.dispose(withSparseWeightGrads(marks, () => matmul(any(many) as T2, any(w) as T2)));
+    expect(keepBasePacked(entries, w0, 5)).toBeUndefined();
+    tf.dispose([w0, w, x, R, many]);
     entries.dispose();
   });
 

@@ -108,10 +108,11 @@ function ensureMatMulKernel(): void {
     kernelName: KERNEL,
     backendName: backend,
     kernelFunc: ({ inputs, backend: be, attrs: given }) => {
+      // Decided by kernelMatMul (the 'base' attribute), so the gradient sees the same choice.
       const key = given?.['entries'] as number | undefined;
-      const base = key === undefined ? undefined : bases.get(byKey[key]!);
+      const base = key !== undefined && given?.['base'] ? bases.get(byKey[key]!) : undefined;
       const { a } = inputs as { a: tf.TensorInfo };
-      if (!base || !baseIsCheaper(byKey[key!]!, a.shape[0]!)) return plain.kernelFunc({ inputs, backend: be, attrs });
+      if (!base) return plain.kernelFunc({ inputs, backend: be, attrs });
       // x·W = x·W₀ + x·(W − W₀): the product on the base, whose packing XNNPACK keeps.
       const out = plain.kernelFunc({ inputs: { a, b: base.weight }, backend: be, attrs }) as tf.TensorInfo;
       const b = be as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
@@ -133,6 +134,15 @@ function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   const marked = a.rank === 2 && b.rank === 2 ? wanted?.get(b.dataId) : undefined;
   // Only the weight itself: a reshaped view shares its data (a 1×1 filter as a matrix) but not its shape.
   const key = marked !== undefined && sameShape(byKey[marked]!.weightShape, b.shape) ? marked : undefined;
+  if (key !== undefined) {
+    const e = byKey[key]!;
+    rowsSeen.set(e, Math.max(rowsSeen.get(e) ?? 0, a.shape[0]!));
+    // On the frozen base only when its delta describes this very weight (the one `update` last saw) and it is the cheaper.
+    const base = bases.get(e);
+    if (base && base.current === b.dataId && baseIsCheaper(e, a.shape[0]!)) {
+      return tf.engine().runKernel(KERNEL, { a, b, probe: e.probe }, { entries: key, base: 1 }) as tf.Tensor;
+    }
+  }
   if (key === undefined) return tf.engine().runKernel(KERNEL, { a, b }, {}) as tf.Tensor;
   // The probe rides along as a third input the forward kernel ignores: the
   // tape then differentiates it like any input, and its gradient is the
@@ -270,8 +280,12 @@ interface FrozenBase {
   /** W₀ at the entries, and W − W₀ there (set from the current weight each step). */
   readonly values: Float32Array;
   readonly delta: Float32Array;
+  /** The data of the weight `delta` was taken from: any other weight takes the plain product. */
+  current: object;
 }
 const bases = new WeakMap<SparseGradEntries, FrozenBase>();
+/** The most rows a marked weight's product has had (recorded in withSparseWeightGrads), for keepBasePacked's decision. */
+const rowsSeen = new WeakMap<SparseGradEntries, number>();
 
 /**
  * Whether a product with `rows` rows is cheaper on the frozen base: the
@@ -317,11 +331,14 @@ export interface BasePacked {
  * favours it for the batch's rows; the values agree with the product on
  * the current weight to float rounding. Call `update(current)` after every
  * step with the weight as it now is (entries outside the selection must be
- * `base`'s), and `dispose()` at the end. Returns `undefined` (nothing to
- * do) unless the backend's data lives in this thread (wasm, cpu), the
- * weight is a matrix, and the base is the cheaper for products of at least
- * `rows` rows (the batch size, say). `fineTune` does this for the partly
- * selected kernels it trains on the sparse-gradient path.
+ * `base`'s), and `dispose()` at the end; a product on any other weight
+ * than the one `update` (or the call) last saw takes the plain path.
+ * Returns `undefined` (nothing to do) unless the backend's data lives in
+ * this thread (wasm, cpu), the weight is a matrix, and the base would be
+ * the cheaper for products of `rows` rows, or of the most rows its
+ * products have had inside {@link withSparseWeightGrads} if more (the
+ * fewer the rows, the more the base saves). `fineTune` does this for the
+ * matrices it differentiates through their probe.
  * @example
  * ```ts
  * const kept = keepBasePacked(entries, w0, 32);
@@ -335,21 +352,30 @@ export interface BasePacked {
  * @category Backends
  */
 export function keepBasePacked(entries: SparseGradEntries, base: tf.Tensor, rows = 1): BasePacked | undefined {
-  if (!hostData() || entries.weightShape.length !== 2 || !baseIsCheaper(entries, rows)) return undefined;
+  const most = Math.max(rows, rowsSeen.get(entries) ?? 0);
+  if (!hostData() || entries.weightShape.length !== 2 || !baseIsCheaper(entries, most)) return undefined;
   // Kept: fineTune decides inside a step's tidy.
   const weight = tf.keep(tf.clone(base));
-  const transposed = tf.keep(tf.transpose(weight));
-  const at = tf.gatherND(weight, entries.coords);
-  const values = at.dataSync() as Float32Array;
-  at.dispose();
-  bases.set(entries, { weight, transposed, values, delta: new Float32Array(entries.count) });
+  let values: Float32Array;
+  let transposed: tf.Tensor;
+  try {
+    transposed = tf.keep(tf.transpose(weight));
+    const at = tf.gatherND(weight, entries.coords);
+    values = at.dataSync() as Float32Array;
+    at.dispose();
+  } catch (e) {
+    weight.dispose();
+    throw e;
+  }
+  const kept: FrozenBase = { weight, transposed, values, delta: new Float32Array(entries.count), current: base.dataId };
+  bases.set(entries, kept);
   return {
     update: (current) => {
       const now = tf.tidy(() => tf.gatherND(current, entries.coords));
       const v = now.dataSync();
       now.dispose();
-      const delta = bases.get(entries)!.delta;
-      for (let q = 0; q < delta.length; q++) delta[q] = v[q]! - values[q]!;
+      for (let q = 0; q < kept.delta.length; q++) kept.delta[q] = v[q]! - values[q]!;
+      kept.current = current.dataId;
     },
     dispose: () => {
       bases.delete(entries);
@@ -446,8 +472,8 @@ export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => 
 /**
  * Σ_r a[r, i]·g[r, j] at the wanted (i, j), as a vector `[n]` in the
  * entries' order. On the backends whose data lives in this thread (wasm,
- * cpu: reading it is a copy, not a device sync) the sums run here, row by
- * row over contiguous rows, in float64: wasm's GatherV2 is an
+ * cpu: reading it needs no device sync) the sums run here, eight
+ * contiguous rows at a time, in float64: wasm's GatherV2 is an
  * element-by-element loop that costs more than the whole dense product.
  * Elsewhere: gathered columns, a product and a column sum.
  */
@@ -481,7 +507,7 @@ function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries
   return tf.tensor1d(Float32Array.from(acc));
 }
 
-/** Whether the backend's data lives in this thread (reading it is a copy, not a device sync). */
+/** Whether the backend's data lives in this thread (reading it needs no device sync). */
 const hostData = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
 
 /**
@@ -506,14 +532,21 @@ function sparseFilterGradValues(x: tf.Tensor4D, dy: tf.Tensor4D, e: SparseGradEn
   const acc = new Float64Array(e.count);
   let p = 0;
   for (; p + 8 <= origin.length; p += 8) {
-    const [x0, x1, x2, x3, x4, x5, x6, x7] = origin.subarray(p, p + 8) as unknown as number[];
+    const x0 = origin[p]!;
+    const x1 = origin[p + 1]!;
+    const x2 = origin[p + 2]!;
+    const x3 = origin[p + 3]!;
+    const x4 = origin[p + 4]!;
+    const x5 = origin[p + 5]!;
+    const x6 = origin[p + 6]!;
+    const x7 = origin[p + 7]!;
     const d = p * o;
     for (let q = 0; q < acc.length; q++) {
       const a = off[q]!;
       const j = d + col[q]!;
       acc[q]! +=
-        xv[x0! + a]! * dv[j]! + xv[x1! + a]! * dv[j + o]! + xv[x2! + a]! * dv[j + 2 * o]! + xv[x3! + a]! * dv[j + 3 * o]! +
-        xv[x4! + a]! * dv[j + 4 * o]! + xv[x5! + a]! * dv[j + 5 * o]! + xv[x6! + a]! * dv[j + 6 * o]! + xv[x7! + a]! * dv[j + 7 * o]!;
+        xv[x0 + a]! * dv[j]! + xv[x1 + a]! * dv[j + o]! + xv[x2 + a]! * dv[j + 2 * o]! + xv[x3 + a]! * dv[j + 3 * o]! +
+        xv[x4 + a]! * dv[j + 4 * o]! + xv[x5 + a]! * dv[j + 5 * o]! + xv[x6 + a]! * dv[j + 6 * o]! + xv[x7 + a]! * dv[j + 7 * o]!;
     }
   }
   for (; p < origin.length; p++) {
@@ -544,8 +577,9 @@ tf.registerGradient({
     return {
       a: () => {
         const e = key === undefined ? undefined : byKey[key];
-        const base = e && bases.get(e);
-        if (!base || !baseIsCheaper(e!, g.shape[0]!)) return kernelMatMul(g, tf.transpose(b, swapLast(b.rank)));
+        // The forward pass ran on the base (its 'base' attribute): so does the input gradient.
+        const base = e && attrs['base'] ? bases.get(e) : undefined;
+        if (!base) return kernelMatMul(g, tf.transpose(b, swapLast(b.rank)));
         // δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ, W₀ᵀ packed once.
         const dx = kernelMatMul(g, base.transposed);
         const y = Float32Array.from(dx.dataSync());

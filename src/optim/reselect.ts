@@ -77,7 +77,7 @@ function layoutOf(mask: Mask, p: string, sparse: boolean): Layout {
 // Split into one tensor per leaf (keyed by path, as unflattened state is),
 // carried like any leaf's, and joined again in the new state's order.
 const isFlattenState = (c: unknown): c is FlattenState =>
-  c !== null && typeof c === 'object' && ['flat', 'shapes', 'own'].every((k) => Array.isArray((c as Record<string, unknown>)[k])) && 'inner' in c;
+  c !== null && typeof c === 'object' && ['flat', 'shapes', 'own', 'ownShapes'].every((k) => Array.isArray((c as Record<string, unknown>)[k])) && 'inner' in c;
 const isTree = (c: unknown): c is Record<string, unknown> => c !== null && typeof c === 'object' && !(c instanceof tf.Tensor) && !ArrayBuffer.isView(c) && !Array.isArray(c);
 
 /** `c` with every FLAT vector under a flatten state split into its leaves' tensors. */

@@ -182,6 +182,8 @@ export interface FlattenState<S extends OptState = OptState> extends tf.TensorCo
   readonly shapes: number[][];
   /** Leaves larger than `maxLeafSize`, which the inner transformation sees as themselves. */
   readonly own: string[];
+  /** Their shapes, in the same order. */
+  readonly ownShapes: number[][];
   /** The inner state, over {@link FLAT} and the `own` leaves. */
   readonly inner: S;
 }
@@ -239,15 +241,15 @@ export function flatten(inner: GradientTransformation, options: FlattenOptions =
       const leaves = paths(params);
       const flat = leaves.filter((p) => params[p]!.size <= max);
       const own = leaves.filter((p) => params[p]!.size > max);
-      const s = { flat, own, shapes: flat.map((p) => [...params[p]!.shape]) };
+      const s = { flat, own, shapes: flat.map((p) => [...params[p]!.shape]), ownShapes: own.map((p) => [...params[p]!.shape]) };
       return { ...s, inner: inner.init(view(params, s)) };
     },
     update: (g, state, params) => {
-      const { flat, shapes, own } = state;
-      const ok = (p: string, shape?: readonly number[]) => g[p] !== undefined && (shape === undefined || (g[p]!.shape.length === shape.length && g[p]!.shape.every((d, j) => d === shape[j])));
+      const { flat, shapes, own, ownShapes } = state;
+      const ok = (p: string, shape: readonly number[] | undefined) => g[p] !== undefined && shape !== undefined && g[p]!.shape.length === shape.length && g[p]!.shape.every((d, j) => d === shape[j]);
       const got = paths(g);
-      if (got.length !== flat.length + own.length || !flat.every((p, i) => ok(p, shapes[i])) || !own.every((p) => ok(p))) {
-        throw new SpecError(`flatten: the updates' leaves ${got.map((p) => show(p, g[p]!.shape)).join(', ')} are not the leaves init saw (${[...flat.map((p, i) => show(p, shapes[i]!)), ...own.map((p) => `'${p}'`)].join(', ')})`);
+      if (got.length !== flat.length + own.length || !flat.every((p, i) => ok(p, shapes[i])) || !own.every((p, i) => ok(p, ownShapes[i]))) {
+        throw new SpecError(`flatten: the updates' leaves ${got.map((p) => show(p, g[p]!.shape)).join(', ')} are not the leaves init saw (${[...flat.map((p, i) => show(p, shapes[i]!)), ...own.map((p, i) => show(p, ownShapes[i]!))].join(', ')})`);
       }
       for (const p of got) if (params[p] === undefined) throw new SpecError(`flatten: no '${p}' in the parameters beside the updates`);
       if (got.length === 0) return [{}, state];
