@@ -77,6 +77,28 @@ test.each([
   tf.dispose(Object.values(params));
 });
 
+test('a kernel also used outside a matmul (a penalty on it) is found on the first step\'s tape and takes its whole gradient', () => {
+  const base = mlp({ input: [28, 28, 1], hidden: [16], classes: 4 });
+  // Its first kernel also enters the logits through a penalty: the probe alone would miss that share of the gradient.
+  const model = { ...base, apply: ((p: Params, x: tf.Tensor, o?: object) => {
+    const out = (base.apply as (...a: unknown[]) => { logits: tf.Tensor })(p, x, o);
+    return { ...out, logits: tf.add(out.logits, tf.mul(tf.sum(tf.square(p['layers.0.kernel']!)), 1e-2)) };
+  }) as unknown as typeof base.apply };
+  const params = base.init(0);
+  const mask = maskOf(base.spec, (leaf, p) => (p === 'layers.0.kernel' ? Uint8Array.from({ length: 784 * 16 }, (_, i) => (i % 97 === 0 ? 1 : 0)) : leaf.role === 'head'));
+  const o: FineTuneOptions = { model, params, mask, train, epochs: 1, batchSize: 16, progressBar: false, learningRate: 1e-2 };
+  const before = tf.memory().numTensors;
+  const sparse = fineTune(o);
+  const dense = fineTune({ ...o, sparseGradients: false });
+  expect(sparse.sparseGradientLeaves).toEqual(['layers.0.kernel']);
+  expect(sparse.selectedValueLeaves).toEqual([]);
+  expect(maxRelDiff(sparse.params, dense.params)).toBeLessThan(1e-5);
+  dispose(sparse.params, params);
+  dispose(dense.params, params);
+  expect(tf.memory().numTensors).toBe(before);
+  tf.dispose(Object.values(params));
+});
+
 test.each([
   ['linear probing', linearProbe()],
   ['head only, part of it', null],

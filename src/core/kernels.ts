@@ -115,12 +115,8 @@ function ensureMatMulKernel(): void {
       if (!base) return plain.kernelFunc({ inputs, backend: be, attrs });
       // x·W = x·W₀ + x·(W − W₀): the product on the base, whose packing XNNPACK keeps.
       const out = plain.kernelFunc({ inputs: { a, b: base.weight }, backend: be, attrs }) as tf.TensorInfo;
-      const b = be as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
-      const x = b.readSync(a.dataId) as Float32Array;
-      // The output's own memory, corrected in place: wasm's heap (a view; nothing
-      // allocates on the heap before it is written) or cpu's values array.
-      const y = b.typedArrayFromHeap ? b.typedArrayFromHeap(out) : (b.readSync(out.dataId) as Float32Array);
-      addEntries(y, x, byKey[key!]!, base.delta, 'forward');
+      const x = (be as tf.KernelBackend).readSync(a.dataId) as Float32Array;
+      addEntries(hostView(out, be as tf.KernelBackend), x, byKey[key!]!, base.delta, 'forward');
       return out;
     },
   });
@@ -294,6 +290,17 @@ const rowsSeen = new WeakMap<SparseGradEntries, number>();
  */
 const baseIsCheaper = (e: SparseGradEntries, rows: number) => e.shape[0] * e.shape[1] * 10 > rows * (e.shape[1] + 2 * e.count) * 1.5;
 
+/**
+ * A fresh float32 tensor's own memory, to correct in place: a view of
+ * wasm's heap, or cpu's values array. Take it after the last read of other
+ * data (a read may grow wasm's heap and detach an older view) and write it
+ * at once.
+ */
+function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backend()): Float32Array {
+  const b = backend as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
+  return b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : (b.readSync(t.dataId) as Float32Array);
+}
+
 /** `y += x·D` (forward, y [R, N], x [R, K]) or `y += δ·Dᵀ` (input gradient, y [R, K], δ [R, N]), D the entries' `delta`. */
 function addEntries(y: Float32Array, x: Float32Array, e: SparseGradEntries, delta: Float32Array, way: 'forward' | 'input'): void {
   const [k, n] = e.shape;
@@ -436,29 +443,12 @@ export function withSparseWeightGrads<T>(weights: ReadonlyMap<tf.Tensor, SparseG
  * @category Backends
  */
 export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => unknown): boolean[] {
-  const ids = new Map(weights.map((w, i) => [w.dataId, i]));
-  const seen = weights.map(() => false);
-  const other = weights.map(() => false);
+  let out: boolean[] = weights.map(() => false);
   tf.tidy(() => {
     // A gradient scope records the tape; the constant result leaves nothing to differentiate.
     tf.engine().gradients(
       () => {
-        const y = forward();
-        const tape = (tf.engine().state as unknown as { activeTape: { kernelName: string; inputs: Record<string, tf.Tensor>; outputs: tf.Tensor[] }[] | null }).activeTape ?? [];
-        // The tape also holds the copies a kernel saves for its gradient
-        // (clone nodes whose output nothing consumes): a use counts only
-        // when its output feeds the computation.
-        const consumed = new Set<number>(y instanceof tf.Tensor ? [y.id] : []);
-        for (const node of tape) for (const t of Object.values(node.inputs)) if (t !== undefined) consumed.add(t.id);
-        for (const node of tape) {
-          for (const [name, t] of Object.entries(node.inputs)) {
-            const i = t === undefined ? undefined : ids.get(t.dataId);
-            if (i === undefined) continue;
-            const asWeight = node.kernelName === KERNEL ? name === 'b' && t.rank === 2 : node.kernelName === CONV && name === 'filter';
-            if (asWeight && sameShape(t.shape, weights[i]!.shape)) seen[i] = true;
-            else if (node.outputs.some((o) => consumed.has(o.id))) other[i] = true;
-          }
-        }
+        out = usedOnlyAsWeightsOnTape(weights, forward());
         return tf.scalar(0);
       },
       weights.length > 0 ? [...weights] : [tf.scalar(0)],
@@ -466,6 +456,33 @@ export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => 
       true,
     );
   });
+  return out;
+}
+
+/**
+ * {@link usedOnlyAsWeights} for the forward pass that has just computed `y`
+ * inside a gradient computation (`tf.valueAndGrads`' function, say): reads
+ * the active tape, so the check costs no forward pass of its own.
+ */
+export function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boolean[] {
+  const ids = new Map(weights.map((w, i) => [w.dataId, i]));
+  const seen = weights.map(() => false);
+  const other = weights.map(() => false);
+  const tape = (tf.engine().state as unknown as { activeTape: { kernelName: string; inputs: Record<string, tf.Tensor>; outputs: tf.Tensor[] }[] | null }).activeTape ?? [];
+  // The tape also holds the copies a kernel saves for its gradient
+  // (clone nodes whose output nothing consumes): a use counts only
+  // when its output feeds the computation.
+  const consumed = new Set<number>(y instanceof tf.Tensor ? [y.id] : []);
+  for (const node of tape) for (const t of Object.values(node.inputs)) if (t !== undefined) consumed.add(t.id);
+  for (const node of tape) {
+    for (const [name, t] of Object.entries(node.inputs)) {
+      const i = t === undefined ? undefined : ids.get(t.dataId);
+      if (i === undefined) continue;
+      const asWeight = node.kernelName === KERNEL ? name === 'b' && t.rank === 2 : node.kernelName === CONV && name === 'filter';
+      if (asWeight && sameShape(t.shape, weights[i]!.shape)) seen[i] = true;
+      else if (node.outputs.some((o) => consumed.has(o.id))) other[i] = true;
+    }
+  }
   return weights.map((_, i) => seen[i]! && !other[i]!);
 }
 
@@ -580,12 +597,11 @@ tf.registerGradient({
         // The forward pass ran on the base (its 'base' attribute): so does the input gradient.
         const base = e && attrs['base'] ? bases.get(e) : undefined;
         if (!base) return kernelMatMul(g, tf.transpose(b, swapLast(b.rank)));
-        // δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ, W₀ᵀ packed once.
+        // δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ, W₀ᵀ packed once; the correction goes into dx's own memory (only we hold it).
         const dx = kernelMatMul(g, base.transposed);
-        const y = Float32Array.from(dx.dataSync());
-        dx.dispose();
-        addEntries(y, g.dataSync() as Float32Array, e!, base.delta, 'input');
-        return tf.tensor(y, dx.shape);
+        const gv = g.dataSync() as Float32Array;
+        addEntries(hostView(dx), gv, e!, base.delta, 'input');
+        return dx;
       },
       b: () => {
         const e = key === undefined ? undefined : byKey[key];
