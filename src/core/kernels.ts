@@ -460,11 +460,79 @@ export function usedOnlyAsWeights(weights: readonly tf.Tensor[], forward: () => 
 }
 
 /**
+ * What {@link gradsThroughProbes} takes.
+ * @example
+ * ```ts
+ * const step: ProbedStep = { weights: [w, b], entries: new Map([[0, entries]]), probed: undefined, loss: (w, b) => lossOf(w, b) };
+ * ```
+ * @category Backends
+ */
+export interface ProbedStep {
+  /** The weights differentiated, in the order `loss` takes them. */
+  readonly weights: readonly tf.Tensor[];
+  /** Sparse-gradient entries of some of them, by index into `weights`. */
+  readonly entries: ReadonlyMap<number, SparseGradEntries>;
+  /**
+   * Which of those go through their probe; `undefined` on a run's first
+   * step: every one of `candidates` is tried, and this step's own tape says
+   * which qualify (see {@link usedOnlyAsWeights}).
+   */
+  readonly probed: ReadonlySet<number> | undefined;
+  /** The ones that may be probed (default: every one with entries). */
+  readonly candidates?: readonly number[];
+  /** The step's loss, of the weights in order. */
+  readonly loss: (...weights: tf.Tensor[]) => tf.Scalar;
+}
+
+/**
+ * One step's loss and gradients on the sparse-gradient path, as `fineTune`
+ * and its workers take it: inside {@link withSparseWeightGrads}, a probed
+ * weight is differentiated through its probe (its gradient is `[n]`, its
+ * selected values in the entries' order; the forward pass uses the weight
+ * itself), a weight with entries but not probed gets its dense-shaped
+ * gradient with zeros outside the entries, the others their plain
+ * gradient. On the first step (`probed` undefined) the candidates are
+ * checked on the tape of this very step, and the step runs again only if
+ * one does not qualify. Returns the probed set to pass next time.
+ * @example
+ * ```ts
+ * let probed: ReadonlySet<number> | undefined;
+ * const r = gradsThroughProbes({ weights, entries, probed, loss });
+ * probed = r.probed; // r.grads[i] is [n] for i in probed
+ * ```
+ * @category Backends
+ */
+export function gradsThroughProbes(o: ProbedStep): { value: tf.Scalar; grads: tf.Tensor[]; probed: ReadonlySet<number> } {
+  const marks = new Map([...o.entries].map(([i, e]) => [o.weights[i]!, e]));
+  /** `on` through their probes; with `check`, a probe the forward pass never took (a filter used reshaped) gets no gradient rather than an error. */
+  const run = (on: ReadonlySet<number>, check?: (loss: tf.Scalar) => void) => {
+    const xs = o.weights.map((w, i) => (on.has(i) ? o.entries.get(i)!.probe : w));
+    const f = (...ts: tf.Tensor[]) => {
+      const loss = o.loss(...ts.map((t, i) => (on.has(i) ? o.weights[i]! : t)));
+      check?.(loss);
+      return loss;
+    };
+    if (!check) return withSparseWeightGrads(marks, () => tf.valueAndGrads(f)(xs));
+    const r = withSparseWeightGrads(marks, () => tf.engine().gradients(() => f(...xs), xs, undefined, true));
+    return { value: r.value as tf.Scalar, grads: r.grads };
+  };
+  if (o.probed !== undefined) return { ...run(o.probed), probed: o.probed };
+  const ps = o.candidates ?? [...o.entries.keys()];
+  if (ps.length === 0) return { ...run(new Set()), probed: new Set() };
+  let ok: boolean[] = [];
+  const first = run(new Set(ps), (loss) => (ok = usedOnlyAsWeightsOnTape(ps.map((i) => o.weights[i]!), loss)));
+  const probed = new Set(ps.filter((_, j) => ok[j]));
+  // A weight that does not qualify, or one without a gradient (the plain path then says so as tfjs does): again without them.
+  if (probed.size < ps.length || first.grads.some((g) => g == null)) return { ...run(probed), probed };
+  return { ...first, probed };
+}
+
+/**
  * {@link usedOnlyAsWeights} for the forward pass that has just computed `y`
  * inside a gradient computation (`tf.valueAndGrads`' function, say): reads
  * the active tape, so the check costs no forward pass of its own.
  */
-export function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boolean[] {
+function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boolean[] {
   const ids = new Map(weights.map((w, i) => [w.dataId, i]));
   const seen = weights.map(() => false);
   const other = weights.map(() => false);

@@ -11,7 +11,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '../core/backend.js';
-import { ConfigError, keepBasePacked, rng, sparseGradEntries, usedOnlyAsWeights, withSparseWeightGrads, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { ConfigError, gradsThroughProbes, keepBasePacked, rng, sparseGradEntries, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { cnn, crossEntropy, meanSquaredError, mlp, vit, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
@@ -206,24 +206,20 @@ function trainStep(r: Extract<Request, { op: 'trainStep' }>): Reply {
     const ts = run.leaves.map((leaf, i) => tf.tensor(leaf, [...run.shapes[i]!]));
     for (const [i, k] of run.kept) k.update(ts[i]!);
     // Each shard's mean loss weighted by its share of the batch: the shards' gradients then sum to the batch's.
+    // (Probed leaves' gradients come back as their selected values, in idx order.)
     const f = (...ws: tf.Tensor[]) => {
       const params = { ...run.frozen, ...Object.fromEntries(run.trainable.map((p, i) => [p, ws[i]!])) };
       return tf.mul(run.loss(run.model.apply(params, x as Tensor<readonly ['B', ...Shape]>).logits, y), r.scale) as tf.Scalar;
     };
-    const marks = new Map([...run.sparse].map(([i, e]) => [ts[i]!, e]));
-    if (run.probed === undefined) {
-      const is = [...run.sparse.keys()];
-      const ok = is.length ? withSparseWeightGrads(marks, () => usedOnlyAsWeights(is.map((i) => ts[i]!), () => f(...ts))) : [];
-      run.probed = new Set(is.filter((_, j) => ok[j]));
-      for (const i of run.probed) {
+    const first = run.probed === undefined;
+    const { value, grads, probed: on } = gradsThroughProbes({ weights: ts, entries: run.sparse, probed: run.probed, loss: f });
+    run.probed = on;
+    if (first) {
+      for (const i of on) {
         const k = keepBasePacked(run.sparse.get(i)!, ts[i]!, r.indices.length);
         if (k) run.kept.set(i, k);
       }
     }
-    const on = run.probed;
-    // A probed leaf is differentiated through its probe: its gradient is the selected values, in idx order.
-    const xs = ts.map((t, i) => (on.has(i) ? run.sparse.get(i)!.probe : t));
-    const { value, grads } = withSparseWeightGrads(marks, () => tf.valueAndGrads((...ws: tf.Tensor[]) => f(...ws.map((w, i) => (on.has(i) ? ts[i]! : w))))(xs));
     let out = 0;
     grads.forEach((g, i) => {
       const host = g.dataSync() as Float32Array;

@@ -6,8 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { stockGradients, usedOnlyAsWeightsOnTape } from '../core/kernels.js';
-import { ConfigError, keepBasePacked, type BasePacked, leafSize, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, withSparseWeightGrads, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { stockGradients } from '../core/kernels.js';
+import { ConfigError, gradsThroughProbes, keepBasePacked, type BasePacked, leafSize, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
@@ -530,39 +530,23 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
           let g: Params;
           if (engine) ({ value, grads: g } = engine.step(current, indices));
           else {
-            const marks = new Map([...sparse].map(([p, e]) => [current[p]!, e]));
-            /**
-             * This step's loss and gradients, the leaves in `on` differentiated through their probes
-             * (the forward pass uses the weights themselves); `check` sees the loss on the tape, and a
-             * probe the forward pass never took (a filter used reshaped) then gets no gradient rather than an error.
-             */
-            const gradsWith = (on: ReadonlySet<string>, check?: (loss: tf.Scalar) => void) => {
-              const xs = trainable.map((p) => (on.has(p) ? sparse.get(p)!.probe : current[p]!));
-              const f = (...ts: tf.Tensor[]) => {
-                const loss = lossFn(...trainable.map((p, i) => (on.has(p) ? current[p]! : ts[i]!)));
-                check?.(loss);
-                return loss;
-              };
-              if (!check) return withSparseWeightGrads(marks, () => tf.valueAndGrads(f)(xs));
-              const r = withSparseWeightGrads(marks, () => tf.engine().gradients(() => f(...xs), xs, undefined, true));
-              return { value: r.value as tf.Scalar, grads: r.grads };
-            };
-            let vg: ReturnType<typeof gradsWith>;
-            if (probed === undefined) {
-              // The first step (of a mask) probes every candidate and reads its own tape to confirm
-              // each is used as a matmul or convolution weight only; only if one is not does the
-              // step run again without it (no extra forward pass otherwise).
-              const ps = selectedValues ? [...sparse.keys()] : [];
-              let ok: boolean[] = [];
-              vg = gradsWith(new Set(ps), ps.length ? (loss) => (ok = usedOnlyAsWeightsOnTape(ps.map((p) => current[p]!), loss)) : undefined);
-              probed = new Set(ps.filter((_, i) => ok[i]));
-              // (A leaf without a gradient otherwise goes through the plain path, which says so as before.)
-              if (probed.size < ps.length || vg.grads.some((x) => x == null)) vg = gradsWith(probed);
+            // Sparse-gradient leaves by index; on a mask's first step the candidates are checked on its own tape.
+            const entries = new Map(trainable.flatMap((p, i) => (sparse.has(p) ? [[i, sparse.get(p)!] as const] : [])));
+            const first = probed === undefined;
+            const vg = gradsThroughProbes({
+              weights: trainable.map((p) => current[p]!),
+              entries,
+              probed: probed && new Set(trainable.flatMap((p, i) => (probed!.has(p) ? [i] : []))),
+              candidates: selectedValues ? [...entries.keys()] : [],
+              loss: lossFn,
+            });
+            probed = new Set([...vg.probed].map((i) => trainable[i]!));
+            if (first) {
               for (const p of probed) {
                 const k = keepBasePacked(sparse.get(p)!, current[p]!, batchSize);
                 if (k) kept.set(p, k);
               }
-            } else vg = gradsWith(probed);
+            }
             value = vg.value;
             g = Object.fromEntries(trainable.map((p, i) => [p, vg.grads[i]!]));
           }
