@@ -22,6 +22,23 @@ test('gradients are registered in Node for plain tfjs ops too', () => {
   expect(Array.from(g.dataSync())).toEqual([2, 2, 2]);
 });
 
+test('on wasm, the copies the engine keeps for a gradient share their data: no new buffer, same values, each freed on its own', async () => {
+  await initBackend('wasm');
+  const x = tf.tensor([1, 2, 3]);
+  const before = tf.memory();
+  const c = tf.clone(x); // the engine's copy for a gradient is this same kernel
+  // wasm's own Identity copied into another buffer
+  expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers);
+  x.dispose();
+  expect(Array.from(c.dataSync())).toEqual([1, 2, 3]);
+  c.dispose();
+  expect(tf.memory().numTensors).toBe(before.numTensors - 1);
+  expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers - 1);
+  // A gradient through saved tensors is unchanged.
+  const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(v, v)))(tf.tensor([1, -2]));
+  expect(Array.from(g.dataSync())).toEqual([2, -4]);
+});
+
 test("'tensorflow' without a native package says what to install and what it needs", async () => {
   await expect(initBackend('tensorflow', ['sparsetune-no-such-package'])).rejects.toThrow(new BackendError(NATIVE_MISSING));
   expect(NATIVE_MISSING).toContain('@tensorflow/tfjs-node-gpu');
