@@ -115,8 +115,7 @@ function ensureMatMulKernel(): void {
       if (!base) return plain.kernelFunc({ inputs, backend: be, attrs });
       // x·W = x·W₀ + x·(W − W₀): the product on the base, whose packing XNNPACK keeps.
       const out = plain.kernelFunc({ inputs: { a, b: base.weight }, backend: be, attrs }) as tf.TensorInfo;
-      const x = (be as tf.KernelBackend).readSync(a.dataId) as Float32Array;
-      addEntries(hostView(out, be as tf.KernelBackend), x, byKey[key!]!, base.delta, 'forward');
+      addEntries(hostView(out, be as tf.KernelBackend), hostView(a, be as tf.KernelBackend), byKey[key!]!, base.delta, 'forward');
       return out;
     },
   });
@@ -291,10 +290,11 @@ const rowsSeen = new WeakMap<SparseGradEntries, number>();
 const baseIsCheaper = (e: SparseGradEntries, rows: number) => e.shape[0] * e.shape[1] * 10 > rows * (e.shape[1] + 2 * e.count) * 1.5;
 
 /**
- * A fresh float32 tensor's own memory, to correct in place: a view of
- * wasm's heap, or cpu's values array. Take it after the last read of other
- * data (a read may grow wasm's heap and detach an older view) and write it
- * at once.
+ * A float32 tensor's own memory, without a copy: a view of wasm's heap, or
+ * cpu's values array. Read through it, or write a fresh tensor's (only its
+ * maker holds it) to correct it in place. Take the views after the last
+ * allocation (a new tensor may grow wasm's heap and detach an older view)
+ * and use them at once.
  */
 function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backend()): Float32Array {
   const b = backend as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
@@ -565,8 +565,8 @@ function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boo
 function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor1D {
   if (!hostData()) return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
   const [k, n] = e.shape;
-  const av = a.dataSync() as Float32Array;
-  const gv = g.dataSync() as Float32Array;
+  const av = hostView(a);
+  const gv = hostView(g);
   const { rows, cols } = e.host;
   const acc = new Float64Array(e.count);
   const r = a.shape[0]!;
@@ -606,9 +606,8 @@ function sparseFilterGradValues(x: tf.Tensor4D, dy: tf.Tensor4D, e: SparseGradEn
   const xp = pad4(x, pads);
   const [batch, hp, wp] = xp.shape;
   const [, ho, wo] = dy.shape;
-  const xv = xp.dataSync() as Float32Array;
-  if (xp !== x) xp.dispose();
-  const dv = dy.dataSync() as Float32Array;
+  const xv = hostView(xp);
+  const dv = hostView(dy);
   // Entry q reads the input at (window origin) + off[q], the output gradient at channel col[q].
   const off = Int32Array.from(e.host.rows, (r) => (Math.floor(r / (kw * c)) * wp + (Math.floor(r / c) % kw)) * c + (r % c));
   const col = e.host.cols;
@@ -639,6 +638,7 @@ function sparseFilterGradValues(x: tf.Tensor4D, dy: tf.Tensor4D, e: SparseGradEn
     const d = p * o;
     for (let q = 0; q < acc.length; q++) acc[q]! += xv[x0 + off[q]!]! * dv[d + col[q]!]!;
   }
+  if (xp !== x) xp.dispose();
   return tf.tensor1d(Float32Array.from(acc));
 }
 
@@ -667,8 +667,7 @@ tf.registerGradient({
         if (!base) return kernelMatMul(g, tf.transpose(b, swapLast(b.rank)));
         // δ·Wᵀ = δ·W₀ᵀ + δ·Dᵀ, W₀ᵀ packed once; the correction goes into dx's own memory (only we hold it).
         const dx = kernelMatMul(g, base.transposed);
-        const gv = g.dataSync() as Float32Array;
-        addEntries(hostView(dx), gv, e!, base.delta, 'input');
+        addEntries(hostView(dx), hostView(g), e!, base.delta, 'input');
         return dx;
       },
       b: () => {
