@@ -24,6 +24,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { entrySums, hostView } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -200,8 +201,9 @@ export interface SparseGradEntries {
  * `K·N / SPARSE_ENTRY_COST` entries the sparse gradient is the cheaper. On
  * wasm the dense one is more than its products: XNNPACK packs the fresh
  * `δ` into its own layout for every product (about 10 ns an entry here)
- * and `x` is transposed first, while the sparse sums (eight rows at a time
- * on the host) take 1.5–2 ns a product. At 16, a per-neuron top-1 or top-2
+ * and `x` is transposed first, while the sparse sums take about 1 ns a
+ * product (in WebAssembly on wasm's heap, hostsums.ts; about 3 ns in
+ * JavaScript on cpu). At 16, a per-neuron top-1 or top-2
  * goes sparse on every kernel of the shipped backbones (the ViT's are 64
  * wide); `npm run bench:step -- --k K` times GPS with K entries per neuron
  * with sparse and with dense gradients side by side.
@@ -288,18 +290,6 @@ const rowsSeen = new WeakMap<SparseGradEntries, number>();
  * and host sums it adds (rows·(N + 2n), ~1.5 ns each).
  */
 const baseIsCheaper = (e: SparseGradEntries, rows: number) => e.shape[0] * e.shape[1] * 10 > rows * (e.shape[1] + 2 * e.count) * 1.5;
-
-/**
- * A float32 tensor's own memory, without a copy: a view of wasm's heap, or
- * cpu's values array. Read through it, or write a fresh tensor's (only its
- * maker holds it) to correct it in place. Take the views after the last
- * allocation (a new tensor may grow wasm's heap and detach an older view)
- * and use them at once.
- */
-function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backend()): Float32Array {
-  const b = backend as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
-  return b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : (b.readSync(t.dataId) as Float32Array);
-}
 
 /** `y += x·D` (forward, y [R, N], x [R, K]) or `y += δ·Dᵀ` (input gradient, y [R, K], δ [R, N]), D the entries' `delta`. */
 function addEntries(y: Float32Array, x: Float32Array, e: SparseGradEntries, delta: Float32Array, way: 'forward' | 'input'): void {
@@ -557,39 +547,14 @@ function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boo
 /**
  * Σ_r a[r, i]·g[r, j] at the wanted (i, j), as a vector `[n]` in the
  * entries' order. On the backends whose data lives in this thread (wasm,
- * cpu: reading it needs no device sync) the sums run here, eight
- * contiguous rows at a time, in float64: wasm's GatherV2 is an
- * element-by-element loop that costs more than the whole dense product.
- * Elsewhere: gathered columns, a product and a column sum.
+ * cpu: reading it needs no device sync) the sums run here, in float64
+ * (hostsums.ts): wasm's GatherV2 is an element-by-element loop that costs
+ * more than the whole dense product. Elsewhere: gathered columns, a
+ * product and a column sum.
  */
 function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor1D {
   if (!hostData()) return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
-  const [k, n] = e.shape;
-  const av = hostView(a);
-  const gv = hostView(g);
-  const { rows, cols } = e.host;
-  const acc = new Float64Array(e.count);
-  const r = a.shape[0]!;
-  // Eight rows at a time: each entry's accumulator is read and written once
-  // per eight products (about 3.5× faster in V8 than row by row).
-  let row = 0;
-  for (; row + 8 <= r; row += 8) {
-    const ao = row * k;
-    const go = row * n;
-    for (let q = 0; q < acc.length; q++) {
-      const i = ao + rows[q]!;
-      const j = go + cols[q]!;
-      acc[q]! +=
-        av[i]! * gv[j]! + av[i + k]! * gv[j + n]! + av[i + 2 * k]! * gv[j + 2 * n]! + av[i + 3 * k]! * gv[j + 3 * n]! +
-        av[i + 4 * k]! * gv[j + 4 * n]! + av[i + 5 * k]! * gv[j + 5 * n]! + av[i + 6 * k]! * gv[j + 6 * n]! + av[i + 7 * k]! * gv[j + 7 * n]!;
-    }
-  }
-  for (; row < r; row++) {
-    const ao = row * k;
-    const go = row * n;
-    for (let q = 0; q < acc.length; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
-  }
-  return tf.tensor1d(Float32Array.from(acc));
+  return tf.tensor1d(Float32Array.from(entrySums(a, g, e.shape[0], e.shape[1], e.host.rows, e.host.cols)));
 }
 
 /** Whether the backend's data lives in this thread (reading it needs no device sync). */

@@ -1,0 +1,170 @@
+/**
+ * The sums behind a sparse weight gradient, Σ over rows r of
+ * a[r, i]·g[r, j] for each wanted entry (i, j), where the data lives in
+ * this thread. On wasm they run in a WebAssembly function of our own
+ * (below, about 300 bytes) on tfjs's own heap, without copying anything
+ * out: about 1 ns a product on the ViT's kernels, where V8 runs the same
+ * loop in JavaScript at about 3 ns (a bounds check and a float conversion
+ * on every load) and those sums were most of what GPS cost above BitFit.
+ * On cpu, or where the heap cannot be reached, the loop runs in JavaScript.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+// --- The function, `sums(a, g, rows, cols, countBytes, rowsInBlocks, strideA, strideG, out)`,
+// all byte addresses and sizes: for r in 0, 8, …, rowsInBlocks − 8 and each
+// entry q, out[q] += Σ_{t<8} a[r + t][rows[q]]·g[r + t][cols[q]] in float64,
+// where rows[q] and cols[q] hold byte offsets into a row. Eight rows at a
+// time (measured best against 4, 16 and 32), so each accumulator is read and
+// written once per eight products.
+const I32 = 0x7f;
+const [GET, SET, ADD, GE_S, BR_IF, BR, BLOCK, LOOP, END, CONST] = [0x20, 0x21, 0x6a, 0x4e, 0x0d, 0x0c, 0x02, 0x03, 0x0b, 0x41];
+const [LOAD_I32, LOAD_F32, LOAD_F64, STORE_F64, PROMOTE, MUL_F64, ADD_F64] = [0x28, 0x2a, 0x2b, 0x39, 0xbb, 0xa2, 0xa0];
+const VOID = 0x40;
+// Parameters 0–8 as above; locals: 9 r, 10 q·4, 11 a's entry address, 12 g's, 13 out's, 14–15 a block's strides of a and g.
+const [A, G, ROWS, COLS, COUNT, ROWSB, SA, SG, OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+const [R, Q, IA, JG, O, SAB, SGB] = [9, 10, 11, 12, 13, 14, 15];
+const BLOCK_ROWS = 8;
+/** `a[row]·g[row]` at the entry's addresses as float64, then both addresses a row on. */
+const term = [GET, IA, LOAD_F32, 2, 0, PROMOTE, GET, JG, LOAD_F32, 2, 0, PROMOTE, MUL_F64, GET, IA, GET, SA, ADD, SET, IA, GET, JG, GET, SG, ADD, SET, JG];
+/** The sum of `m` terms as a balanced tree: short chains of dependent adds. */
+const tree = (m: number): number[] => (m === 1 ? term : [...tree(m >> 1), ...tree(m - (m >> 1)), ADD_F64]);
+const body = [
+  // A block's strides: BLOCK_ROWS rows of a and of g.
+  CONST, 0, SET, SAB, CONST, 0, SET, SGB,
+  ...Array.from({ length: BLOCK_ROWS }, () => [GET, SAB, GET, SA, ADD, SET, SAB, GET, SGB, GET, SG, ADD, SET, SGB]).flat(),
+  // For each block of rows …
+  BLOCK, VOID, LOOP, VOID,
+  GET, R, GET, ROWSB, GE_S, BR_IF, 1,
+  CONST, 0, SET, Q,
+  // … and each entry: out[q] += the block's products at its addresses.
+  BLOCK, VOID, LOOP, VOID,
+  GET, Q, GET, COUNT, GE_S, BR_IF, 1,
+  GET, A, GET, ROWS, GET, Q, ADD, LOAD_I32, 2, 0, ADD, SET, IA,
+  GET, G, GET, COLS, GET, Q, ADD, LOAD_I32, 2, 0, ADD, SET, JG,
+  GET, OUT, GET, Q, GET, Q, ADD, ADD, SET, O,
+  GET, O, GET, O, LOAD_F64, 3, 0,
+  ...tree(BLOCK_ROWS),
+  ADD_F64, STORE_F64, 3, 0,
+  GET, Q, CONST, 4, ADD, SET, Q,
+  BR, 0, END, END,
+  // The next block.
+  GET, A, GET, SAB, ADD, SET, A,
+  GET, G, GET, SGB, ADD, SET, G,
+  GET, R, CONST, BLOCK_ROWS, ADD, SET, R,
+  BR, 0, END, END, END,
+];
+const uleb = (n: number): number[] => (n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...uleb(n >>> 7)]);
+const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
+const code = [1, 7, I32, ...body];
+const MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [1, 0x60, 9, ...Array(9).fill(I32), 0]),
+  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
+  ...section(3, [1, 0]),
+  ...section(7, [1, ...name('sums'), 0x00, 0]),
+  ...section(10, [1, ...uleb(code.length), ...code]),
+]);
+// ---
+
+type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rows4: number, strideA: number, strideG: number, out: number) => void;
+/** What this file needs of the wasm backend (tfjs-backend-wasm 4.22): its heap, allocator and where each tensor lives. */
+interface WasmBackend {
+  wasm: { asm?: { memory?: WebAssembly.Memory }; _malloc(bytes: number): number; _free(ptr: number): void };
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
+}
+const instances = new WeakMap<object, Sums | null>();
+
+/** Whether {@link entrySums} runs in WebAssembly on `backend` (tfjs's wasm backend, whose heap it reaches). */
+export function sumsInWasm(backend: tf.KernelBackend = tf.backend()): boolean {
+  return sumsOn(backend) !== null;
+}
+
+/** The sums function on `backend`'s heap, or null where that heap cannot be reached (cpu, or another wasm build). */
+function sumsOn(backend: tf.KernelBackend): Sums | null {
+  let f = instances.get(backend);
+  if (f === undefined) {
+    const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
+    f = null;
+    try {
+      // A shared heap (the threaded build, on a cross-origin-isolated page) does not link to this import: JavaScript then.
+      if (memory instanceof WebAssembly.Memory) f = new WebAssembly.Instance(new WebAssembly.Module(MODULE), { env: { memory } }).exports['sums'] as Sums;
+    } catch {
+      f = null;
+    }
+    instances.set(backend, f);
+  }
+  return f;
+}
+
+/**
+ * For row-major float32 `a` `[R, K]` and `g` `[R, N]`, Σ_r a[r, rows[q]]·g[r, cols[q]]
+ * for each entry q, accumulated in float64 (`wasm: false`: in JavaScript only, for tests).
+ */
+export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, k: number, n: number, rows: Int32Array, cols: Int32Array, backend: tf.KernelBackend = tf.backend(), wasm = true): Float64Array {
+  const r = a.shape.reduce((p, d) => p * d, 1) / k;
+  const count = rows.length;
+  const acc = new Float64Array(count);
+  let done = 0;
+  const sums = wasm ? sumsOn(backend) : null;
+  if (sums && count > 0) {
+    const be = backend as unknown as WasmBackend;
+    const ao = be.dataIdMap.get(a.dataId)?.memoryOffset;
+    const go = be.dataIdMap.get(g.dataId)?.memoryOffset;
+    if (ao !== undefined && go !== undefined) {
+      done = r - (r % BLOCK_ROWS);
+      // Scratch on tfjs's heap: the accumulators (8-aligned from malloc), then the entries' byte offsets.
+      const ptr = be.wasm._malloc(16 * count);
+      try {
+        const heap = be.wasm.asm!.memory!.buffer;
+        new Float64Array(heap, ptr, count).fill(0);
+        const ri = new Int32Array(heap, ptr + 8 * count, count);
+        const ci = new Int32Array(heap, ptr + 12 * count, count);
+        for (let q = 0; q < count; q++) {
+          ri[q] = 4 * rows[q]!;
+          ci[q] = 4 * cols[q]!;
+        }
+        sums(ao, go, ptr + 8 * count, ptr + 12 * count, 4 * count, done, 4 * k, 4 * n, ptr);
+        acc.set(new Float64Array(be.wasm.asm!.memory!.buffer, ptr, count));
+      } finally {
+        be.wasm._free(ptr);
+      }
+    }
+  }
+  // The rest (every row without the function), in JavaScript: eight rows at
+  // a time, so each accumulator is read and written once per eight products.
+  const av = hostView(a, backend);
+  const gv = hostView(g, backend);
+  let row = done;
+  for (; row + 8 <= r; row += 8) {
+    const ao = row * k;
+    const go = row * n;
+    for (let q = 0; q < count; q++) {
+      const i = ao + rows[q]!;
+      const j = go + cols[q]!;
+      acc[q]! +=
+        av[i]! * gv[j]! + av[i + k]! * gv[j + n]! + av[i + 2 * k]! * gv[j + 2 * n]! + av[i + 3 * k]! * gv[j + 3 * n]! +
+        av[i + 4 * k]! * gv[j + 4 * n]! + av[i + 5 * k]! * gv[j + 5 * n]! + av[i + 6 * k]! * gv[j + 6 * n]! + av[i + 7 * k]! * gv[j + 7 * n]!;
+    }
+  }
+  for (; row < r; row++) {
+    const ao = row * k;
+    const go = row * n;
+    for (let q = 0; q < count; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
+  }
+  return acc;
+}
+
+/**
+ * A float32 tensor's own memory, without a copy: a view of wasm's heap, or
+ * cpu's values array. Read through it, or write a fresh tensor's (only its
+ * maker holds it) to correct it in place. Take the views after the last
+ * allocation (a new tensor may grow wasm's heap and detach an older view)
+ * and use them at once.
+ */
+export function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backend()): Float32Array {
+  const b = backend as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
+  return b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : (b.readSync(t.dataId) as Float32Array);
+}
