@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
 import { initBackend } from '../src/index.js';
-import { entrySums, sumsInWasm } from '../src/core/hostsums.js';
+import { entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
 
 afterAll(async () => {
   await initBackend('wasm');
@@ -19,34 +19,37 @@ const problem = fc
       k: fc.constant(k),
       n: fc.constant(n),
       a: fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: r * k, maxLength: r * k }),
+      // Where each row starts in a: a matrix's r·k, or anywhere (a convolution's window corners overlap).
+      origins: fc.oneof(fc.constant(undefined), fc.array(fc.nat((r - 1) * k), { minLength: r, maxLength: r })),
       g: fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: r * n, maxLength: r * n }),
       entries: fc.array(fc.tuple(fc.nat(k - 1), fc.nat(n - 1)), { maxLength: 12 }),
     }),
   );
 
-/** Σ_r a[r, i]·g[r, j] in float64, row by row. */
-function reference(a: Float32Array, g: Float32Array, r: number, k: number, n: number, entries: readonly (readonly [number, number])[]): number[] {
+/** Σ_t a[origins[t] + i]·g[t, j] in float64, row by row. */
+function reference(a: Float32Array, g: Float32Array, origins: Int32Array, n: number, entries: readonly (readonly [number, number])[]): number[] {
   return entries.map(([i, j]) => {
     let s = 0;
-    for (let t = 0; t < r; t++) s += a[t * k + i]! * g[t * n + j]!;
+    for (let t = 0; t < origins.length; t++) s += a[origins[t]! + i]! * g[t * n + j]!;
     return s;
   });
 }
 
-test.each(['wasm', 'cpu'] as const)('on %s, the sums equal a float64 reference (any row count, a tail of rows past a multiple of 4 or 8, repeated entries), with nothing left behind', async (backend) => {
+test.each(['wasm', 'cpu'] as const)('on %s, the sums equal a float64 reference (the rows of a matrix or rows starting anywhere, any row count, a tail of rows past a multiple of 8, repeated entries), with nothing left behind', async (backend) => {
   await initBackend(backend);
   // On wasm the WebAssembly function must really run: a silent fall-back to JavaScript would pass the rest.
   expect(sumsInWasm()).toBe(backend === 'wasm');
   fc.assert(
-    fc.property(problem, ({ r, k, n, a, g, entries }) => {
+    fc.property(problem, ({ r, k, n, a, g, origins: given, entries }) => {
+      const origins = given ? Int32Array.from(given) : matrixOrigins(r, k);
       const before = tf.memory().numTensors;
       const at = tf.tensor2d(Float32Array.from(a), [r, k]);
       const gt = tf.tensor2d(Float32Array.from(g), [r, n]);
       const rows = Int32Array.from(entries, ([i]) => i);
       const cols = Int32Array.from(entries, ([, j]) => j);
-      const want = reference(at.dataSync() as Float32Array, gt.dataSync() as Float32Array, r, k, n, entries);
+      const want = reference(at.dataSync() as Float32Array, gt.dataSync() as Float32Array, origins, n, entries);
       for (const wasm of [true, false]) {
-        const got = entrySums(at, gt, k, n, rows, cols, tf.backend(), wasm);
+        const got = entrySums(at, gt, origins, n, rows, cols, tf.backend(), wasm);
         expect(got.length).toBe(entries.length);
         got.forEach((v, q) => expect(Math.abs(v - want[q]!)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(want[q]!))));
       }
@@ -63,10 +66,11 @@ test("the heap scratch is freed: 200 calls (320 KB of scratch each) leave wasm's
   const rows = Int32Array.from({ length: 20000 }, (_, q) => q % 32);
   const cols = Int32Array.from({ length: 20000 }, (_, q) => (q * 7) % 16);
   const heap = () => ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength);
-  const first = entrySums(a, g, 32, 16, rows, cols);
+  const origins = matrixOrigins(64, 32);
+  const first = entrySums(a, g, origins, 16, rows, cols);
   const size = heap();
   let last = first;
-  for (let i = 0; i < 200; i++) last = entrySums(a, g, 32, 16, rows, cols);
+  for (let i = 0; i < 200; i++) last = entrySums(a, g, origins, 16, rows, cols);
   expect(heap()).toBe(size);
   expect(last).toEqual(first);
   tf.dispose([a, g]);

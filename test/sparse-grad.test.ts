@@ -213,7 +213,7 @@ describeOnBackends((backend) => {
     entries.dispose();
   });
 
-  test('the cost model keeps dense gradients for many entries, and rejects bad indices', () => {
+  test('the cost model keeps dense gradients for many entries (a filter: only when whole), and rejects bad indices', () => {
     // At the threshold (entries · SPARSE_ENTRY_COST = K · N) the dense gradient is kept; one fewer goes sparse.
     const at = (8 * 8) / SPARSE_ENTRY_COST;
     expect(sparseGradEntries([8, 8], pick(8, 8, at, 1))).toBeUndefined();
@@ -221,6 +221,15 @@ describeOnBackends((backend) => {
     expect(below?.count).toBe(at - 1);
     below?.dispose();
     expect(sparseGradEntries([4, 4, 4], [1])).toBeUndefined();
+    // A filter goes sparse whenever it is partly selected (its dense gradient is a slow convolution): a first
+    // layer's 3×3×1×8 filter at 8 of its 72 entries, and at all but one; whole, it stays dense.
+    const filter = sparseGradEntries([3, 3, 1, 8], pick(9, 8, 8, 1));
+    expect(filter?.count).toBe(8);
+    filter?.dispose();
+    const most = sparseGradEntries([3, 3, 1, 8], [...Array(71).keys()]);
+    expect(most?.count).toBe(71);
+    most?.dispose();
+    expect(sparseGradEntries([3, 3, 1, 8], [...Array(72).keys()])).toBeUndefined();
     const few = sparseGradEntries([256, 256], [3, 9]);
     expect(few?.count).toBe(2);
     few?.dispose();

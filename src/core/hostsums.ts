@@ -12,53 +12,56 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-// --- The function, `sums(a, g, rows, cols, countBytes, rowsInBlocks, strideA, strideG, out)`,
-// all byte addresses and sizes: for r in 0, 8, …, rowsInBlocks − 8 and each
-// entry q, out[q] += Σ_{t<8} a[r + t][rows[q]]·g[r + t][cols[q]] in float64,
-// where rows[q] and cols[q] hold byte offsets into a row. Eight rows at a
-// time (measured best against 4, 16 and 32), so each accumulator is read and
-// written once per eight products.
+// --- The function, `sums(a, g, rows, cols, countBytes, rowsInBlocks, origins, strideG, out)`,
+// all byte addresses and sizes: for each block of eight rows r … r + 7 below
+// rowsInBlocks and each entry q, out[q] += Σ_t a[origins[r + t] + rows[q]]·
+// g[r + t][cols[q]] in float64, where origins[r] is where row r starts in a
+// (r·K for a matrix; a window's corner for a convolution's input) and rows[q],
+// cols[q] are the entry's offsets from there. Eight rows at a time (measured
+// best against 4, 16 and 32), so each accumulator is read and written once
+// per eight products.
 const I32 = 0x7f;
 const [GET, SET, ADD, GE_S, BR_IF, BR, BLOCK, LOOP, END, CONST] = [0x20, 0x21, 0x6a, 0x4e, 0x0d, 0x0c, 0x02, 0x03, 0x0b, 0x41];
 const [LOAD_I32, LOAD_F32, LOAD_F64, STORE_F64, PROMOTE, MUL_F64, ADD_F64] = [0x28, 0x2a, 0x2b, 0x39, 0xbb, 0xa2, 0xa0];
 const VOID = 0x40;
-// Parameters 0–8 as above; locals: 9 r, 10 q·4, 11 a's entry address, 12 g's, 13 out's, 14–15 a block's strides of a and g.
-const [A, G, ROWS, COLS, COUNT, ROWSB, SA, SG, OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-const [R, Q, IA, JG, O, SAB, SGB] = [9, 10, 11, 12, 13, 14, 15];
 const BLOCK_ROWS = 8;
-/** `a[row]·g[row]` at the entry's addresses as float64, then both addresses a row on. */
-const term = [GET, IA, LOAD_F32, 2, 0, PROMOTE, GET, JG, LOAD_F32, 2, 0, PROMOTE, MUL_F64, GET, IA, GET, SA, ADD, SET, IA, GET, JG, GET, SG, ADD, SET, JG];
-/** The sum of `m` terms as a balanced tree: short chains of dependent adds. */
-const tree = (m: number): number[] => (m === 1 ? term : [...tree(m >> 1), ...tree(m - (m >> 1)), ADD_F64]);
+// Parameters 0–8 as above; locals: 9 r (bytes into origins), 10 q·4, 11 a's
+// entry address, 12 g's, 13 out's, 14 a block's stride of g, 15–22 the block's origins.
+const [A, G, ROWS, COLS, COUNT, ROWSB, ORIGINS, SG, OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+const [R, Q, IA, JG, O, SGB, O0] = [9, 10, 11, 12, 13, 14, 15];
+/** `a[origin t + entry]·g[row t]` as float64, then g's address a row on. */
+const term = (t: number) => [GET, IA, GET, O0 + t, ADD, LOAD_F32, 2, 0, PROMOTE, GET, JG, LOAD_F32, 2, 0, PROMOTE, MUL_F64, GET, JG, GET, SG, ADD, SET, JG];
+/** The sum of terms `from` … `from + m − 1` as a balanced tree: short chains of dependent adds. */
+const tree = (from: number, m: number): number[] => (m === 1 ? term(from) : [...tree(from, m >> 1), ...tree(from + (m >> 1), m - (m >> 1)), ADD_F64]);
 const body = [
-  // A block's strides: BLOCK_ROWS rows of a and of g.
-  CONST, 0, SET, SAB, CONST, 0, SET, SGB,
-  ...Array.from({ length: BLOCK_ROWS }, () => [GET, SAB, GET, SA, ADD, SET, SAB, GET, SGB, GET, SG, ADD, SET, SGB]).flat(),
-  // For each block of rows …
+  // A block's stride of g: BLOCK_ROWS rows.
+  CONST, 0, SET, SGB,
+  ...Array.from({ length: BLOCK_ROWS }, () => [GET, SGB, GET, SG, ADD, SET, SGB]).flat(),
+  // For each block of rows: its origins, then …
   BLOCK, VOID, LOOP, VOID,
   GET, R, GET, ROWSB, GE_S, BR_IF, 1,
+  ...Array.from({ length: BLOCK_ROWS }, (_, t) => [GET, ORIGINS, GET, R, ADD, LOAD_I32, 2, 4 * t, GET, A, ADD, SET, O0 + t]).flat(),
   CONST, 0, SET, Q,
-  // … and each entry: out[q] += the block's products at its addresses.
+  // … for each entry: out[q] += the block's products.
   BLOCK, VOID, LOOP, VOID,
   GET, Q, GET, COUNT, GE_S, BR_IF, 1,
-  GET, A, GET, ROWS, GET, Q, ADD, LOAD_I32, 2, 0, ADD, SET, IA,
+  GET, ROWS, GET, Q, ADD, LOAD_I32, 2, 0, SET, IA,
   GET, G, GET, COLS, GET, Q, ADD, LOAD_I32, 2, 0, ADD, SET, JG,
   GET, OUT, GET, Q, GET, Q, ADD, ADD, SET, O,
   GET, O, GET, O, LOAD_F64, 3, 0,
-  ...tree(BLOCK_ROWS),
+  ...tree(0, BLOCK_ROWS),
   ADD_F64, STORE_F64, 3, 0,
   GET, Q, CONST, 4, ADD, SET, Q,
   BR, 0, END, END,
   // The next block.
-  GET, A, GET, SAB, ADD, SET, A,
   GET, G, GET, SGB, ADD, SET, G,
-  GET, R, CONST, BLOCK_ROWS, ADD, SET, R,
+  GET, R, CONST, 4 * BLOCK_ROWS, ADD, SET, R,
   BR, 0, END, END, END,
 ];
 const uleb = (n: number): number[] => (n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...uleb(n >>> 7)]);
 const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
 const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
-const code = [1, 7, I32, ...body];
+const code = [1, 6 + BLOCK_ROWS, I32, ...body];
 const MODULE = Uint8Array.from([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [1, 0x60, 9, ...Array(9).fill(I32), 0]),
@@ -69,7 +72,7 @@ const MODULE = Uint8Array.from([
 ]);
 // ---
 
-type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rows4: number, strideA: number, strideG: number, out: number) => void;
+type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
 /** What this file needs of the wasm backend (tfjs-backend-wasm 4.22): its heap, allocator and where each tensor lives. */
 interface WasmBackend {
   wasm: { asm?: { memory?: WebAssembly.Memory }; _malloc(bytes: number): number; _free(ptr: number): void };
@@ -100,11 +103,14 @@ function sumsOn(backend: tf.KernelBackend): Sums | null {
 }
 
 /**
- * For row-major float32 `a` `[R, K]` and `g` `[R, N]`, Σ_r a[r, rows[q]]·g[r, cols[q]]
- * for each entry q, accumulated in float64 (`wasm: false`: in JavaScript only, for tests).
+ * Σ over rows r of a[origins[r] + rows[q]]·g[r·n + cols[q]] for each entry
+ * q, accumulated in float64, for float32 `a` and row-major `g` `[R, n]`
+ * (R = `origins.length`): a matrix `a` `[R, K]` has origins r·K, a
+ * convolution's padded input the corner of each output position's window.
+ * `wasm: false` runs it in JavaScript only (for tests).
  */
-export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, k: number, n: number, rows: Int32Array, cols: Int32Array, backend: tf.KernelBackend = tf.backend(), wasm = true): Float64Array {
-  const r = a.shape.reduce((p, d) => p * d, 1) / k;
+export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, origins: Int32Array, n: number, rows: Int32Array, cols: Int32Array, backend: tf.KernelBackend = tf.backend(), wasm = true): Float64Array {
+  const r = origins.length;
   const count = rows.length;
   const acc = new Float64Array(count);
   let done = 0;
@@ -115,18 +121,20 @@ export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, k: number, n: numb
     const go = be.dataIdMap.get(g.dataId)?.memoryOffset;
     if (ao !== undefined && go !== undefined) {
       done = r - (r % BLOCK_ROWS);
-      // Scratch on tfjs's heap: the accumulators (8-aligned from malloc), then the entries' byte offsets.
-      const ptr = be.wasm._malloc(16 * count);
+      // Scratch on tfjs's heap: the accumulators (8-aligned from malloc), then the byte offsets.
+      const ptr = be.wasm._malloc(16 * count + 4 * r);
       try {
         const heap = be.wasm.asm!.memory!.buffer;
         new Float64Array(heap, ptr, count).fill(0);
         const ri = new Int32Array(heap, ptr + 8 * count, count);
         const ci = new Int32Array(heap, ptr + 12 * count, count);
+        const oi = new Int32Array(heap, ptr + 16 * count, r);
         for (let q = 0; q < count; q++) {
           ri[q] = 4 * rows[q]!;
           ci[q] = 4 * cols[q]!;
         }
-        sums(ao, go, ptr + 8 * count, ptr + 12 * count, 4 * count, done, 4 * k, 4 * n, ptr);
+        for (let t = 0; t < r; t++) oi[t] = 4 * origins[t]!;
+        sums(ao, go, ptr + 8 * count, ptr + 12 * count, 4 * count, 4 * done, ptr + 16 * count, 4 * n, ptr);
         acc.set(new Float64Array(be.wasm.asm!.memory!.buffer, ptr, count));
       } finally {
         be.wasm._free(ptr);
@@ -139,22 +147,28 @@ export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, k: number, n: numb
   const gv = hostView(g, backend);
   let row = done;
   for (; row + 8 <= r; row += 8) {
-    const ao = row * k;
-    const go = row * n;
+    const [x0, x1, x2, x3] = [origins[row]!, origins[row + 1]!, origins[row + 2]!, origins[row + 3]!];
+    const [x4, x5, x6, x7] = [origins[row + 4]!, origins[row + 5]!, origins[row + 6]!, origins[row + 7]!];
+    const d = row * n;
     for (let q = 0; q < count; q++) {
-      const i = ao + rows[q]!;
-      const j = go + cols[q]!;
+      const i = rows[q]!;
+      const j = d + cols[q]!;
       acc[q]! +=
-        av[i]! * gv[j]! + av[i + k]! * gv[j + n]! + av[i + 2 * k]! * gv[j + 2 * n]! + av[i + 3 * k]! * gv[j + 3 * n]! +
-        av[i + 4 * k]! * gv[j + 4 * n]! + av[i + 5 * k]! * gv[j + 5 * n]! + av[i + 6 * k]! * gv[j + 6 * n]! + av[i + 7 * k]! * gv[j + 7 * n]!;
+        av[x0 + i]! * gv[j]! + av[x1 + i]! * gv[j + n]! + av[x2 + i]! * gv[j + 2 * n]! + av[x3 + i]! * gv[j + 3 * n]! +
+        av[x4 + i]! * gv[j + 4 * n]! + av[x5 + i]! * gv[j + 5 * n]! + av[x6 + i]! * gv[j + 6 * n]! + av[x7 + i]! * gv[j + 7 * n]!;
     }
   }
   for (; row < r; row++) {
-    const ao = row * k;
-    const go = row * n;
-    for (let q = 0; q < count; q++) acc[q]! += av[ao + rows[q]!]! * gv[go + cols[q]!]!;
+    const x0 = origins[row]!;
+    const d = row * n;
+    for (let q = 0; q < count; q++) acc[q]! += av[x0 + rows[q]!]! * gv[d + cols[q]!]!;
   }
   return acc;
+}
+
+/** The origins of the rows of a matrix `[r, k]`: 0, k, 2k, … */
+export function matrixOrigins(r: number, k: number): Int32Array {
+  return Int32Array.from({ length: r }, (_, t) => t * k);
 }
 
 /**

@@ -24,7 +24,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { entrySums, hostView } from './hostsums.js';
+import { entrySums, hostView, matrixOrigins } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -204,9 +204,12 @@ export interface SparseGradEntries {
  * and `x` is transposed first, while the sparse sums take about 1 ns a
  * product (in WebAssembly on wasm's heap, hostsums.ts; about 3 ns in
  * JavaScript on cpu). At 16, a per-neuron top-1 or top-2
- * goes sparse on every kernel of the shipped backbones (the ViT's are 64
+ * goes sparse on every matrix of the shipped backbones (the ViT's are 64
  * wide); `npm run bench:step -- --k K` times GPS with K entries per neuron
- * with sparse and with dense gradients side by side.
+ * with sparse and with dense gradients side by side. A convolution filter
+ * goes sparse whenever it is partly selected: its dense gradient is a
+ * convolution of the input with δ, which XNNPACK runs at about 1.4 ns a
+ * product on the CNN's first layer, more than a sparse sum's product.
  * @example
  * ```ts
  * const sparseIsCheaper = entries * SPARSE_ENTRY_COST < k * n;
@@ -220,7 +223,7 @@ export const SPARSE_ENTRY_COST = 16;
  * indices) of a dense weight of `shape` `[K, N]` or a convolution filter
  * `[kh, kw, C, O]` (a matrix `[kh·kw·C, O]` here), or `undefined` when
  * there are so many that the dense gradient is cheaper (see
- * {@link SPARSE_ENTRY_COST}; `force` skips that test), or the weight is
+ * {@link SPARSE_ENTRY_COST}; for a filter, all of them; `force` skips that test), or the weight is
  * neither, or it is a filter and the backend is not one whose data lives
  * in this thread (wasm, cpu: the sums run on the host). Dispose them when
  * training ends.
@@ -240,7 +243,7 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
   if (shape.length !== 2 && !(filter && hostData())) return undefined;
   const n = shape[shape.length - 1]!;
   const k = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  if (!force && flat.length * SPARSE_ENTRY_COST >= k * n) return undefined;
+  if (!force && flat.length * (filter ? 1 : SPARSE_ENTRY_COST) >= k * n) return undefined;
   const rows = new Int32Array(flat.length);
   const cols = new Int32Array(flat.length);
   const coords = new Int32Array(2 * flat.length);
@@ -554,7 +557,8 @@ function usedOnlyAsWeightsOnTape(weights: readonly tf.Tensor[], y: unknown): boo
  */
 function sparseWeightGradValues(a: tf.Tensor, g: tf.Tensor, e: SparseGradEntries): tf.Tensor1D {
   if (!hostData()) return tf.sum(tf.mul(tf.gather(a, e.rows, 1), tf.gather(g, e.cols, 1)), 0) as tf.Tensor1D;
-  return tf.tensor1d(Float32Array.from(entrySums(a, g, e.shape[0], e.shape[1], e.host.rows, e.host.cols)));
+  const [k, n] = e.shape;
+  return tf.tensor1d(Float32Array.from(entrySums(a, g, matrixOrigins(a.size / k, k), n, e.host.rows, e.host.cols)));
 }
 
 /** Whether the backend's data lives in this thread (reading it needs no device sync). */
@@ -563,48 +567,24 @@ const hostData = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
 /**
  * A filter's gradient at the wanted entries, `[n]`, on the host (only
  * filters on wasm and cpu get entries): Σ over output positions p of
- * xpad[window origin of p + offset of the entry]·dy[p, o], in float64,
- * eight positions at a time as the matmul's sums.
+ * xpad[window origin of p + offset of the entry]·dy[p, o], in float64:
+ * the matmul's sums (hostsums.ts), with each position's window corner as
+ * its row's origin.
  */
 function sparseFilterGradValues(x: tf.Tensor4D, dy: tf.Tensor4D, e: SparseGradEntries, pads: Pads, sh: number, sw: number): tf.Tensor1D {
-  const [, kw, c, o] = e.weightShape as [number, number, number, number];
+  const [, kw, c] = e.weightShape as [number, number, number, number];
   const xp = pad4(x, pads);
   const [batch, hp, wp] = xp.shape;
   const [, ho, wo] = dy.shape;
-  const xv = hostView(xp);
-  const dv = hostView(dy);
   // Entry q reads the input at (window origin) + off[q], the output gradient at channel col[q].
   const off = Int32Array.from(e.host.rows, (r) => (Math.floor(r / (kw * c)) * wp + (Math.floor(r / c) % kw)) * c + (r % c));
-  const col = e.host.cols;
   const origin = new Int32Array(batch * ho * wo);
   for (let b = 0, p = 0; b < batch; b++) for (let h = 0; h < ho; h++) for (let w = 0; w < wo; w++, p++) origin[p] = ((b * hp + h * sh) * wp + w * sw) * c;
-  const acc = new Float64Array(e.count);
-  let p = 0;
-  for (; p + 8 <= origin.length; p += 8) {
-    const x0 = origin[p]!;
-    const x1 = origin[p + 1]!;
-    const x2 = origin[p + 2]!;
-    const x3 = origin[p + 3]!;
-    const x4 = origin[p + 4]!;
-    const x5 = origin[p + 5]!;
-    const x6 = origin[p + 6]!;
-    const x7 = origin[p + 7]!;
-    const d = p * o;
-    for (let q = 0; q < acc.length; q++) {
-      const a = off[q]!;
-      const j = d + col[q]!;
-      acc[q]! +=
-        xv[x0 + a]! * dv[j]! + xv[x1 + a]! * dv[j + o]! + xv[x2 + a]! * dv[j + 2 * o]! + xv[x3 + a]! * dv[j + 3 * o]! +
-        xv[x4 + a]! * dv[j + 4 * o]! + xv[x5 + a]! * dv[j + 5 * o]! + xv[x6 + a]! * dv[j + 6 * o]! + xv[x7 + a]! * dv[j + 7 * o]!;
-    }
+  try {
+    return tf.tensor1d(Float32Array.from(entrySums(xp, dy, origin, e.weightShape[3]!, off, e.host.cols)));
+  } finally {
+    if (xp !== x) xp.dispose();
   }
-  for (; p < origin.length; p++) {
-    const x0 = origin[p]!;
-    const d = p * o;
-    for (let q = 0; q < acc.length; q++) acc[q]! += xv[x0 + off[q]!]! * dv[d + col[q]!]!;
-  }
-  if (xp !== x) xp.dispose();
-  return tf.tensor1d(Float32Array.from(acc));
 }
 
 /** The weight's gradient dense-shaped from its `values` at the entries, zeros elsewhere (the weight's own gradient inside withSparseWeightGrads). */
