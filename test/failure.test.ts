@@ -3,12 +3,14 @@
 // no tensor left behind on any error path (errors thrown by the user's own
 // callbacks propagate unchanged).
 import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
   ConfigError,
   crc32,
   DataError,
   FormatError,
+  leafSize,
   mapTree,
   MaskError,
   NonFiniteError,
@@ -119,6 +121,21 @@ describe('masks', () => {
     const short: Mask = { spec: model.spec, bits: mapTree(head.bits, (b, p) => (p === 'head.bias' ? new Uint8Array(3) : b)) };
     expect(() => fineTune({ ...base, mask: short })).toThrow("fineTune: leaf 'head.bias': needs 4 entries, got 3");
     expect(() => countMask(maskOf(model.spec, () => true))).not.toThrow();
+  });
+  test('property: one bad byte anywhere, in a view at any byte offset, is found and named (the check reads four bytes at a time)', () => {
+    const n = leafSize(model.spec['head.kernel']!);
+    fc.assert(
+      fc.property(fc.nat(n - 1), fc.integer({ min: 2, max: 255 }), fc.nat(7), fc.boolean(), (at, value, offset, ones) => {
+        const bits = new Uint8Array(n + offset).subarray(offset);
+        if (ones) bits.fill(1);
+        bits[at] = value;
+        expect(() => maskOf(model.spec, (l, p) => (p === 'head.kernel' ? bits : false))).toThrow(
+          new MaskError(`maskOf: leaf 'head.kernel': byte ${at} is ${value}; mask bytes must be 0 (frozen) or 1 (trainable)`),
+        );
+        bits[at] = ones ? 1 : 0;
+        expect(() => maskOf(model.spec, (l, p) => (p === 'head.kernel' ? bits : false))).not.toThrow();
+      }),
+    );
   });
 });
 
