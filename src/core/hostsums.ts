@@ -73,9 +73,21 @@ const MODULE = Uint8Array.from([
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
+// The few WebAssembly globals used, typed here: the library compiles against
+// ES2023 and Node's types only, which do not declare them.
+interface Memory {
+  readonly buffer: ArrayBuffer;
+}
+interface WebAssemblyApi {
+  Memory: abstract new (...args: never[]) => Memory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WebAssemblyApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+
 /** What this file needs of the wasm backend (tfjs-backend-wasm 4.22): its heap, allocator and where each tensor lives. */
 interface WasmBackend {
-  wasm: { asm?: { memory?: WebAssembly.Memory }; _malloc(bytes: number): number; _free(ptr: number): void };
+  wasm: { asm?: { memory?: Memory }; _malloc(bytes: number): number; _free(ptr: number): void };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
 }
 const instances = new WeakMap<object, Sums | null>();
@@ -93,7 +105,8 @@ function sumsOn(backend: tf.KernelBackend): Sums | null {
     f = null;
     try {
       // A shared heap (the threaded build, on a cross-origin-isolated page) does not link to this import: JavaScript then.
-      if (memory instanceof WebAssembly.Memory) f = new WebAssembly.Instance(new WebAssembly.Module(MODULE), { env: { memory } }).exports['sums'] as Sums;
+      const wa = WebAssemblyApi;
+      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(MODULE), { env: { memory } }).exports['sums'] as Sums;
     } catch {
       f = null;
     }
