@@ -213,7 +213,7 @@ describeOnBackends((backend) => {
     entries.dispose();
   });
 
-  test('the cost model keeps dense gradients for many entries (a filter: only when whole), and rejects bad indices', () => {
+  test('the cost model keeps dense gradients for many entries (a first-layer filter: only when whole), and rejects bad indices', () => {
     // At the threshold (entries · SPARSE_ENTRY_COST = K · N) the dense gradient is kept; one fewer goes sparse.
     const at = (8 * 8) / SPARSE_ENTRY_COST;
     expect(sparseGradEntries([8, 8], pick(8, 8, at, 1))).toBeUndefined();
@@ -221,8 +221,8 @@ describeOnBackends((backend) => {
     expect(below?.count).toBe(at - 1);
     below?.dispose();
     expect(sparseGradEntries([4, 4, 4], [1])).toBeUndefined();
-    // A filter goes sparse whenever it is partly selected (its dense gradient is a slow convolution): a first
-    // layer's 3×3×1×8 filter at 8 of its 72 entries, and at all but one; whole, it stays dense.
+    // A first layer's filter (≤ 4 input channels) goes sparse whenever it is partly selected (its dense gradient is a
+    // slow convolution): a 3×3×1×8 filter at 8 of its 72 entries, and at all but one; whole, it stays dense.
     const filter = sparseGradEntries([3, 3, 1, 8], pick(9, 8, 8, 1));
     expect(filter?.count).toBe(8);
     filter?.dispose();
@@ -230,6 +230,11 @@ describeOnBackends((backend) => {
     expect(most?.count).toBe(71);
     most?.dispose();
     expect(sparseGradEntries([3, 3, 1, 8], [...Array(72).keys()])).toBeUndefined();
+    // A wider filter takes the matrices' rule: a 3×3×8×8 one ([72, 8]) at 36 of 576 entries stays dense.
+    expect(sparseGradEntries([3, 3, 8, 8], pick(72, 8, 36, 2))).toBeUndefined();
+    const wide = sparseGradEntries([3, 3, 8, 8], pick(72, 8, 35, 2));
+    expect(wide?.count).toBe(35);
+    wide?.dispose();
     const few = sparseGradEntries([256, 256], [3, 9]);
     expect(few?.count).toBe(2);
     few?.dispose();

@@ -30,18 +30,21 @@ const BLOCK_ROWS = 8;
 const [A, G, ROWS, COLS, COUNT, ROWSB, ORIGINS, SG, OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
 const [R, Q, IA, JG, O, SGB, O0] = [9, 10, 11, 12, 13, 14, 15];
 /** `a[origin t + entry]·g[row t]` as float64, then g's address a row on. */
+/** `i32.const n`: its immediate is signed LEB128 (a bare byte only up to 63). */
+const int = (n: number): number[] => [CONST, ...sleb(n)];
+const sleb = (n: number): number[] => (n >= -64 && n < 64 ? [n & 0x7f] : [(n & 0x7f) | 0x80, ...sleb(n >> 7)]);
 const term = (t: number) => [GET, IA, GET, O0 + t, ADD, LOAD_F32, 2, 0, PROMOTE, GET, JG, LOAD_F32, 2, 0, PROMOTE, MUL_F64, GET, JG, GET, SG, ADD, SET, JG];
 /** The sum of terms `from` … `from + m − 1` as a balanced tree: short chains of dependent adds. */
 const tree = (from: number, m: number): number[] => (m === 1 ? term(from) : [...tree(from, m >> 1), ...tree(from + (m >> 1), m - (m >> 1)), ADD_F64]);
 const body = [
   // A block's stride of g: BLOCK_ROWS rows.
-  CONST, 0, SET, SGB,
+  ...int(0), SET, SGB,
   ...Array.from({ length: BLOCK_ROWS }, () => [GET, SGB, GET, SG, ADD, SET, SGB]).flat(),
   // For each block of rows: its origins, then …
   BLOCK, VOID, LOOP, VOID,
   GET, R, GET, ROWSB, GE_S, BR_IF, 1,
   ...Array.from({ length: BLOCK_ROWS }, (_, t) => [GET, ORIGINS, GET, R, ADD, LOAD_I32, 2, 4 * t, GET, A, ADD, SET, O0 + t]).flat(),
-  CONST, 0, SET, Q,
+  ...int(0), SET, Q,
   // … for each entry: out[q] += the block's products.
   BLOCK, VOID, LOOP, VOID,
   GET, Q, GET, COUNT, GE_S, BR_IF, 1,
@@ -51,11 +54,11 @@ const body = [
   GET, O, GET, O, LOAD_F64, 3, 0,
   ...tree(0, BLOCK_ROWS),
   ADD_F64, STORE_F64, 3, 0,
-  GET, Q, CONST, 4, ADD, SET, Q,
+  GET, Q, ...int(4), ADD, SET, Q,
   BR, 0, END, END,
   // The next block.
   GET, G, GET, SGB, ADD, SET, G,
-  GET, R, CONST, 4 * BLOCK_ROWS, ADD, SET, R,
+  GET, R, ...int(4 * BLOCK_ROWS), ADD, SET, R,
   BR, 0, END, END, END,
 ];
 const uleb = (n: number): number[] => (n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...uleb(n >>> 7)]);
@@ -128,14 +131,16 @@ export function entrySums(a: tf.TensorInfo, g: tf.TensorInfo, origins: Int32Arra
   const acc = new Float64Array(count);
   let done = 0;
   const sums = wasm ? sumsOn(backend) : null;
-  if (sums && count > 0) {
+  if (sums && count > 0 && r >= BLOCK_ROWS) {
     const be = backend as unknown as WasmBackend;
     const ao = be.dataIdMap.get(a.dataId)?.memoryOffset;
     const go = be.dataIdMap.get(g.dataId)?.memoryOffset;
     if (ao !== undefined && go !== undefined) {
       done = r - (r % BLOCK_ROWS);
       // Scratch on tfjs's heap: the accumulators (8-aligned from malloc), then the byte offsets.
-      const ptr = be.wasm._malloc(16 * count + 4 * r);
+      // (malloc's pointer is a signed int32, negative past 2 GiB of heap, as tfjs's own `move` knows; 0 when out of memory.)
+      const ptr = be.wasm._malloc(16 * count + 4 * r) >>> 0;
+      if (ptr === 0) throw new RangeError(`entrySums: wasm's heap has no room for ${16 * count + 4 * r} bytes of scratch`);
       try {
         const heap = be.wasm.asm!.memory!.buffer;
         new Float64Array(heap, ptr, count).fill(0);

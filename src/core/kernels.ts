@@ -207,9 +207,11 @@ export interface SparseGradEntries {
  * goes sparse on every matrix of the shipped backbones (the ViT's are 64
  * wide); `npm run bench:step -- --k K` times GPS with K entries per neuron
  * with sparse and with dense gradients side by side. A convolution filter
- * goes sparse whenever it is partly selected: its dense gradient is a
- * convolution of the input with δ, which XNNPACK runs at about 1.4 ns a
- * product on the CNN's first layer, more than a sparse sum's product.
+ * with at most 4 input channels (a first layer's) goes sparse whenever it
+ * is partly selected: its dense gradient is a convolution of the input
+ * with δ, which XNNPACK runs at about 1.4 ns a product on the CNN's
+ * one-channel first layer, more than a sparse sum's product; wider filters
+ * take the matrices' rule.
  * @example
  * ```ts
  * const sparseIsCheaper = entries * SPARSE_ENTRY_COST < k * n;
@@ -223,7 +225,7 @@ export const SPARSE_ENTRY_COST = 16;
  * indices) of a dense weight of `shape` `[K, N]` or a convolution filter
  * `[kh, kw, C, O]` (a matrix `[kh·kw·C, O]` here), or `undefined` when
  * there are so many that the dense gradient is cheaper (see
- * {@link SPARSE_ENTRY_COST}; for a filter, all of them; `force` skips that test), or the weight is
+ * {@link SPARSE_ENTRY_COST}; for a filter of at most 4 input channels, all of them; `force` skips that test), or the weight is
  * neither, or it is a filter and the backend is not one whose data lives
  * in this thread (wasm, cpu: the sums run on the host). Dispose them when
  * training ends.
@@ -243,7 +245,9 @@ export function sparseGradEntries(shape: readonly number[], flat: ArrayLike<numb
   if (shape.length !== 2 && !(filter && hostData())) return undefined;
   const n = shape[shape.length - 1]!;
   const k = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  if (!force && flat.length * (filter ? 1 : SPARSE_ENTRY_COST) >= k * n) return undefined;
+  // A first layer's filter (few input channels) goes sparse whenever partly selected (see SPARSE_ENTRY_COST).
+  const cost = filter && shape[2]! <= 4 ? 1 : SPARSE_ENTRY_COST;
+  if (!force && flat.length * cost >= k * n) return undefined;
   const rows = new Int32Array(flat.length);
   const cols = new Int32Array(flat.length);
   const coords = new Int32Array(2 * flat.length);
