@@ -2,7 +2,7 @@
  * The sums behind a sparse weight gradient, Σ over rows r of
  * a[r, i]·g[r, j] for each wanted entry (i, j), where the data lives in
  * this thread. On wasm they run in a WebAssembly function of our own
- * (below, about 300 bytes) on tfjs's own heap, without copying anything
+ * (below, about 500 bytes) on tfjs's own heap, without copying anything
  * out: about 1 ns a product on the ViT's kernels, where V8 runs the same
  * loop in JavaScript at about 3 ns (a bounds check and a float conversion
  * on every load) and those sums were most of what GPS cost above BitFit.
