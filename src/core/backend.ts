@@ -95,7 +95,6 @@ export async function initBackend(
   return tf.getBackend();
 }
 
-/** The part of Node's `process` that {@link removeEmscriptenHandlers} uses. */
 // tfjs's engine clones every tensor it saves for a gradient (and `tf.clone`
 // is the same kernel). Tensors are immutable, so the cpu backend's Identity
 // shares the data; wasm's copies it, which on a ViT step was 220 copies and
@@ -113,6 +112,7 @@ function shareIdentityOnWasm(): void {
   tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: sharedIdentity });
 }
 
+/** The part of Node's `process` that {@link removeEmscriptenHandlers} uses. */
 interface ListenerHost {
   listeners(event: string): ((...args: unknown[]) => void)[];
   removeListener(event: string, listener: (...args: unknown[]) => void): void;

@@ -107,11 +107,10 @@ function sumsOn(backend: tf.KernelBackend): Sums | null {
     const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
     f = null;
     try {
-      // A shared heap (the threaded build, on a cross-origin-isolated page) does not link to this import: JavaScript then.
       const wa = WebAssemblyApi;
       if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(MODULE), { env: { memory } }).exports['sums'] as Sums;
     } catch {
-      f = null;
+      // A shared heap (the threaded build, on a cross-origin-isolated page) does not link to this import: JavaScript then.
     }
     instances.set(backend, f);
   }

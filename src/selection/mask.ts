@@ -66,8 +66,8 @@ function checkBits(bits: unknown, n: number, what: string): asserts bits is Uint
   }
   for (; i < bits.length; i++) any |= bits[i]!;
   if (any > 1) {
-    const i = bits.findIndex((b) => b > 1);
-    throw new MaskError(`${what}: byte ${i} is ${bits[i]}; mask bytes must be 0 (frozen) or 1 (trainable)`);
+    const at = bits.findIndex((b) => b > 1);
+    throw new MaskError(`${what}: byte ${at} is ${bits[at]}; mask bytes must be 0 (frozen) or 1 (trainable)`);
   }
 }
 
