@@ -10,6 +10,7 @@
  * - optim: masked optimizers, schedules, fine-tuning
  * - methods: one call from a method config to what trains; tuned files
  * - keras: importing Keras/tfjs models and exporting them back
+ * - parallel: the worker pool's types, and the pool on a browser's Web Workers
  *
  * @packageDocumentation
  */
@@ -22,3 +23,4 @@ export * from './adapters/index.js';
 export * from './optim/index.js';
 export * from './methods/index.js';
 export * from './keras/index.js';
+export { servePoolWorker, webWorkerPool, type PoolOptions, type WebWorkerLike, type WebWorkerPoolOptions, type WorkerPool } from './parallel/index.js';

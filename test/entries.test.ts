@@ -54,14 +54,16 @@ const LAYERS: Record<string, readonly string[]> = {
   optim: ['core', 'models', 'data', 'selection'],
   keras: ['core', 'models'],
   methods: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim'],
+  parallel: ['core', 'models', 'data', 'selection'],
   testing: ['core', 'selection', 'optim'],
-  node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'methods', 'keras'],
+  node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'methods', 'keras', 'parallel'],
 };
 
-/** Per source file, the relative modules it imports, type-only ones included. */
+/** Per source file, the relative modules it imports, type-only ones included, and the scripts it starts as workers (`new URL('./worker.js', import.meta.url)`). */
 function importsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(/^\s*(?:import|export)\s+(?:[^'";]*?\sfrom\s+)?'(\.[^']+)'/gm)].map((m) => join(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+  const specifiers = [...text.matchAll(/^\s*(?:import|export)\s+(?:[^'";]*?\sfrom\s+)?'(\.[^']+)'/gm), ...text.matchAll(/new URL\('(\.[^']+\.js)', self\)/g)];
+  return specifiers.map((m) => join(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
 }
 
 test('each folder imports only the layers below it, as the architecture map says', () => {

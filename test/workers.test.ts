@@ -5,8 +5,8 @@
 // starts real threads, and this file runs beside the others.
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { BackendError, ConfigError, defineModel, fineTune, gps, gradient, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params } from '../src/index.js';
-import { workerPool, type WorkerPool } from '../src/node/index.js';
+import { BackendError, ConfigError, defineModel, fineTune, gps, gradient, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
+import { workerPool } from '../src/node/index.js';
 
 const model = mlp({ input: [6], hidden: [8], classes: 3 });
 let params: Params;

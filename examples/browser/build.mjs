@@ -1,8 +1,9 @@
 // Builds the browser example into a folder you can serve as static files:
 //   node build.mjs <out>
 // Run it in a project where sparsetune (the tarball) and esbuild are
-// installed, with page.ts and index.html beside this file. It bundles the
-// page, copies tfjs's wasm binaries and the shipped ViT checkpoint beside it,
+// installed, with page.ts and index.html beside this file (and workers/). It
+// bundles the page and the worker-pool page (workers/: a trainer and a pool
+// worker, each a Web Worker of its own), copies tfjs's wasm binaries and the shipped ViT checkpoint beside it,
 // and writes a small digits task as raw typed arrays for the page to fetch.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -22,9 +23,11 @@ export function pageTask() {
 export async function buildPage(out) {
   const here = dirname(new URL(import.meta.url).pathname);
   mkdirSync(out, { recursive: true });
+  // The first page, and the worker-pool page in workers/ (served cross-origin isolated) with its two workers' scripts.
+  mkdirSync(join(out, 'workers'), { recursive: true });
   await build({
-    entryPoints: [join(here, 'page.ts')],
-    outfile: join(out, 'page.js'),
+    entryPoints: { page: join(here, 'page.ts'), 'workers/page': join(here, 'workers', 'page.ts'), 'workers/trainer': join(here, 'workers', 'trainer.ts'), 'workers/pool-worker': join(here, 'workers', 'pool-worker.ts') },
+    outdir: out,
     bundle: true,
     format: 'esm',
     platform: 'browser', // tfjs's "browser" fields map its Node-only imports away
@@ -34,6 +37,7 @@ export async function buildPage(out) {
     logLevel: 'warning',
   });
   copyFileSync(join(here, 'index.html'), join(out, 'index.html'));
+  copyFileSync(join(here, 'workers', 'index.html'), join(out, 'workers', 'index.html'));
   const wasm = dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm'));
   // Which binary loads depends on the browser (SIMD, threads): ship all three.
   for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) copyFileSync(join(wasm, f), join(out, f));

@@ -1,6 +1,9 @@
 // A static file server for the built page, on 127.0.0.1 only:
 //   node serve.mjs <folder> [port]
 // .wasm must be served as application/wasm for streaming compilation.
+// Everything under /workers/ is served cross-origin isolated (COOP + COEP),
+// which is what gives its page and workers SharedArrayBuffer; the first page
+// is not, as most pages are not.
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -16,7 +19,8 @@ export function serve(root, port = 0) {
     if (!file.startsWith(base)) return void res.writeHead(403).end();
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' }).end(body);
+      const isolated = path.startsWith('/workers/') ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store', ...isolated }).end(body);
     } catch {
       res.writeHead(404).end('not found');
     }

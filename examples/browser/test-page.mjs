@@ -1,6 +1,7 @@
-// The browser test: builds the page from the installed package, serves it on
+// The browser test: builds the pages from the installed package, serves them on
 // 127.0.0.1, drives Debian's Chromium headless with puppeteer-core (which
-// downloads no browser), and checks what the page reports against Node:
+// downloads no browser), and checks what the first page reports against Node
+// and what the worker-pool page reports against one thread:
 //   node test-page.mjs [screenshot.png]
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -51,6 +52,30 @@ try {
   assert.equal(result.maskCrc, crc32(all), 'selected entries differ from Node');
   assert.ok(result.after > result.before, `accuracy did not improve: ${result.before} -> ${result.after}`);
   assert.ok(result.deltaBytes > 0 && result.deltaBytes < 200_000, `delta size ${result.deltaBytes}`);
+
+  // The worker-pool page (workers/, served cross-origin isolated): a trainer
+  // in a dedicated worker selects and fine-tunes on one thread and on two pool workers.
+  const t1 = performance.now();
+  const pool = await browser.newPage();
+  const poolErrors = [];
+  pool.on('pageerror', (e) => poolErrors.push(`page error: ${e.message}`));
+  pool.on('console', (m) => m.type() === 'error' && poolErrors.push(`console error: ${m.text()}`));
+  pool.on('requestfailed', (r) => poolErrors.push(`request failed: ${r.url()}`));
+  await pool.goto(`${server.url}workers/`, { waitUntil: 'load' });
+  await pool.waitForSelector('#result[data-done="1"]', { timeout: 240_000 });
+  const r = JSON.parse(await pool.$eval('#result', (el) => el.textContent));
+  console.log('browser: the worker-pool page reported', JSON.stringify({ ...r, loss: undefined }));
+  assert.deepEqual(poolErrors, []);
+  assert.equal(r.error, undefined);
+  assert.equal(r.crossOriginIsolated, true);
+  assert.match(r.refusal, /^ConfigError: .*dedicated Web Worker/, 'the main thread is refused with a ConfigError that says where to run the pool');
+  assert.equal(r.workers, 2);
+  assert.ok(r.maskDiffers <= 0.001 * r.trainable, `the pool's GPS selection differs from one thread's in ${r.maskDiffers} of ${r.trainable} entries`);
+  assert.equal(r.poolRepeats, true, 'two runs on the same pool differ');
+  assert.ok(r.maxRelativeDiff < 1e-4, `pool and one thread differ by ${r.maxRelativeDiff}`);
+  r.loss.one.forEach((l, i) => assert.ok(Math.abs(l - r.loss.pool[i]) < 1e-4, `epoch ${i} loss: ${l} on one thread, ${r.loss.pool[i]} on the pool`));
+  assert.deepEqual(r.poolTensors, [0, 0], 'tensors left in the pool workers');
+  console.log(`browser: the worker-pool page passed in ${((performance.now() - t1) / 1000).toFixed(1)} s (fine-tuning at batch 64, pool of 2 ÷ one thread: ${r.tuneSpeedup.toFixed(2)}×)`);
   console.log(`browser: passed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 } finally {
   await browser.close();

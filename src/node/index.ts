@@ -31,7 +31,7 @@ export { fashionPartition, loadFashionMnist, loadMnist, mnistPartition, PARTITIO
 export * from '../data/tasks.js';
 export { stderrProgressBar } from './progress.js';
 export { directoryHandler, importLayersModelFromDir, loadLayersModelFromDir, saveLayersModelToDir } from './keras.js';
-export { workerPool, type WorkerPool, type WorkerPoolOptions } from './workers.js';
+export { workerPool } from './workers.js';
 export { loadImageFolder, type ImageFolder, type ImageFolderOptions } from './folder.js';
 
 if (process.stderr.isTTY === true) setDefaultProgress(stderrProgressBar);

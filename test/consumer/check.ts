@@ -1,5 +1,5 @@
 // Type-checks the package's own declarations, every entry, as a TypeScript user sees them.
-import { initBackend, gps, select, selectionEnv, type Mask, type Model } from 'sparsetune';
+import { initBackend, gps, select, selectionEnv, webWorkerPool, type Mask, type Model, type WebWorkerPoolOptions, type WorkerPool } from 'sparsetune';
 import { digits, loadBackbone, type TaskName } from 'sparsetune/node';
 import { checkLaws, maskAlgebraLaws, specArb } from 'sparsetune/testing';
 
@@ -13,4 +13,9 @@ export async function main(): Promise<Mask> {
   void checkLaws;
   void maskAlgebraLaws;
   return select(gps({ k: 1 }), selectionEnv({ model: m, params, data: digits().train }));
+}
+
+/** The browser's pool, as typed for a user who passes anything shaped like a Worker. */
+export function browserPool(create: WebWorkerPoolOptions['create']): Promise<WorkerPool> {
+  return webWorkerPool({ workers: 2, minShard: 32, create });
 }

@@ -22,7 +22,7 @@ cat > package.json <<JSON
 { "name": "consumer", "private": true, "type": "module" }
 JSON
 cp "$here/index.mjs" "$here/check.ts" "$here/smoke.test.ts" "$here/tsconfig.node16.json" "$here/tsconfig.bundler.json" .
-mkdir browser && cp "$repo"/examples/browser/* browser/
+mkdir browser && cp -r "$repo"/examples/browser/* browser/
 t0=$SECONDS
 npm install --no-audit --no-fund --prefer-offline --loglevel=error "$tarball" "fast-check@$(ver fast-check)" \
   "typescript@$(ver typescript)" "vitest@$(ver vitest)" "esbuild@$(ver esbuild)" "puppeteer-core@$(ver puppeteer-core)"

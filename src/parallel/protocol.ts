@@ -1,0 +1,135 @@
+/**
+ * What the pool and its workers say to each other. Requests go to a worker
+ * as messages; everything that comes back goes through shared memory: each
+ * worker has a mailbox (a status, a number, an error's name and message) and
+ * large results (score sums, gradients, logits) land in buffers the request
+ * names. A worker then bumps a shared counter and calls `Atomics.notify`.
+ *
+ * Why not reply with messages: the pool waits for replies synchronously
+ * (`fineTune` and the selection passes are synchronous), blocked in
+ * `Atomics.wait`, and a browser thread cannot receive a message while it is
+ * blocked. Node could (`receiveMessageOnPort`), but one protocol serves both.
+ *
+ * @module
+ */
+import type { BackendName } from '../core/backend.js';
+import { ConfigError, type Shape } from '../core/index.js';
+import { cnn, mlp, vit, type Model } from '../models/index.js';
+
+/** Parameters in one shared buffer: leaf `paths[i]` of shape `shapes[i]` at `offsets[i]` (in floats). */
+export interface SharedParams {
+  readonly paths: readonly string[];
+  readonly shapes: readonly (readonly number[])[];
+  readonly offsets: readonly number[];
+  readonly buffer: SharedArrayBuffer;
+}
+
+/** A data set whose arrays live in shared buffers. */
+export interface SharedData {
+  readonly images: Float32Array;
+  readonly labels: Int32Array | Float32Array;
+  readonly n: number;
+  readonly shape: readonly number[];
+}
+
+/** What rebuilds a model in a worker. */
+export interface ModelDescription {
+  readonly name: 'mlp' | 'cnn' | 'vit';
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** The losses a worker can compute, by name. */
+export type LossDescription = { readonly kind: 'crossEntropy'; readonly labelSmoothing?: number | undefined } | { readonly kind: 'meanSquaredError' };
+
+/** A request from the pool. Every one but `trainEnd` is answered through the worker's mailbox. */
+export type Request =
+  | {
+      readonly op: 'scores';
+      readonly model: ModelDescription;
+      readonly params: SharedParams;
+      readonly data: SharedData;
+      readonly batches: readonly { readonly b: number; readonly indices: Int32Array }[];
+      readonly seed: number;
+      readonly name: string;
+      readonly loss: 'supcon' | 'ce';
+      readonly temperature?: number | undefined;
+      readonly square: boolean;
+      /** Where the sums go, laid out as `params`. */
+      readonly out: Float32Array;
+    }
+  | {
+      readonly op: 'trainBegin';
+      readonly run: number;
+      readonly model: ModelDescription;
+      readonly params: SharedParams;
+      readonly data: SharedData;
+      readonly trainable: readonly string[];
+      /** Per trainable leaf, the selected flat indices, or null for a whole leaf; their values sit in `values`, leaf after leaf, and this worker's gradient of them goes to `grads` at `gradsAt`. */
+      readonly selected: readonly (Int32Array | null)[];
+      readonly values: SharedArrayBuffer;
+      readonly grads: SharedArrayBuffer;
+      readonly gradsAt: number;
+      readonly loss: LossDescription;
+    }
+  | { readonly op: 'trainStep'; readonly run: number; readonly indices: Int32Array; readonly scale: number }
+  | { readonly op: 'trainEnd'; readonly run: number }
+  | { readonly op: 'probe'; readonly model: ModelDescription; readonly params: SharedParams; readonly x: Float32Array; readonly shape: readonly number[]; readonly out: Float32Array }
+  | { readonly op: 'tensors' };
+
+/** What the pool passes each worker at start. */
+export interface WorkerInit {
+  readonly backend: BackendName;
+  /** Int32 [0]: replies written, [1]: selection batches done; workers bump them and notify index 0. */
+  readonly signal: SharedArrayBuffer;
+  /** This worker's mailbox, {@link MAILBOX_BYTES} long. */
+  readonly mailbox: SharedArrayBuffer;
+}
+
+/** What a worker posts once, when its backend is up (or failed to come up). */
+export type Ready = { readonly ready: true } | { readonly ready: false; readonly name: string; readonly message: string };
+
+/** Mailbox layout: int32 status (0 ok, 1 error), int32 name bytes, int32 message bytes, float64 value at byte 16, UTF-8 text from byte 64. */
+export const MAILBOX_BYTES = 64 + 4096;
+const TEXT_AT = 64;
+
+/** A reply: a number (a loss, a tensor count), or the error a request raised. */
+export type Reply = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly name: string; readonly message: string };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Writes a reply into a mailbox (the counter is bumped by the caller, after). */
+export function writeReply(mailbox: SharedArrayBuffer, reply: Reply): void {
+  const head = new Int32Array(mailbox, 0, 3);
+  new Float64Array(mailbox, 16, 1)[0] = reply.ok ? reply.value : NaN;
+  if (reply.ok) {
+    head[0] = 0;
+    return;
+  }
+  // Browsers refuse to encode into or decode from shared memory: go through a private copy.
+  const room = MAILBOX_BYTES - TEXT_AT;
+  const name = encoder.encode(reply.name).subarray(0, 256);
+  const message = encoder.encode(reply.message).subarray(0, room - name.length);
+  const text = new Uint8Array(mailbox, TEXT_AT, room);
+  text.set(name);
+  text.set(message, name.length);
+  head[0] = 1;
+  head[1] = name.length;
+  head[2] = message.length;
+}
+
+/** Reads the reply a worker wrote. */
+export function readReply(mailbox: SharedArrayBuffer): Reply {
+  const head = new Int32Array(mailbox, 0, 3);
+  if (head[0] === 0) return { ok: true, value: new Float64Array(mailbox, 16, 1)[0]! };
+  const text = new Uint8Array(mailbox, TEXT_AT, head[1]! + head[2]!).slice();
+  return { ok: false, name: decoder.decode(text.subarray(0, head[1])), message: decoder.decode(text.subarray(head[1])) };
+}
+
+/** Builds one of the models a worker supports from its description. */
+export function buildModel(d: ModelDescription): Model<Shape, number, number> {
+  // A model's config is what its builder took (plus the class count), so it rebuilds it.
+  const build = { mlp, cnn, vit }[d.name] as ((config: never) => Model<Shape, number, number>) | undefined;
+  if (build === undefined) throw new ConfigError(`worker: no builder for model '${String(d.name)}'`);
+  return build(d.config as never);
+}

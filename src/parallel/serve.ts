@@ -1,0 +1,277 @@
+/**
+ * A pool worker: its own tfjs engine and backend, the model rebuilt from its
+ * name and config, the frozen parameters and the data received once per job,
+ * and per request the gradient of its shard. {@link startWorker} brings the
+ * backend up and returns the request handler; the Node worker thread
+ * (`node/worker.ts`) and a browser's Web Worker ({@link servePoolWorker})
+ * wire it to their own message events. Results go through shared memory
+ * (protocol.ts says why).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../core/backend.js';
+import { ConfigError, gradsThroughProbes, keepBasePacked, rng, sparseGradEntries, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
+import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '../data/index.js';
+import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
+import { selectionBatchLoss } from '../selection/batchloss.js';
+import { buildModel, writeReply, type LossDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+
+/** Views of the shared buffer as one Float32Array per leaf. */
+function leafArrays(s: SharedParams): Float32Array[] {
+  return s.paths.map((_, i) => new Float32Array(s.buffer, s.offsets[i]! * 4, s.shapes[i]!.reduce((a, b) => a * b, 1)));
+}
+
+function tensorsOf(s: SharedParams): Params {
+  const arrays = leafArrays(s);
+  return Object.fromEntries(s.paths.map((p, i) => [p, tf.tensor(arrays[i]!, [...s.shapes[i]!])]));
+}
+
+function lossFn(d: LossDescription): (logits: tf.Tensor, y: tf.Tensor) => tf.Tensor {
+  if (d.kind === 'meanSquaredError') return (logits, y) => meanSquaredError(logits as Tensor<readonly ['B', number]>, y);
+  const o = d.labelSmoothing === undefined ? {} : { labelSmoothing: d.labelSmoothing };
+  return (logits, y) => crossEntropy(logits as Tensor<readonly ['B', number]>, y as Tensor<readonly ['B']>, o);
+}
+
+interface Run {
+  readonly model: Model<Shape, number, number>;
+  readonly frozen: Params;
+  readonly trainable: readonly string[];
+  readonly shapes: readonly (readonly number[])[];
+  /** This worker's copy of each trainable leaf, updated from the shared values each step. */
+  readonly leaves: readonly Float32Array[];
+  readonly selected: readonly (Int32Array | null)[];
+  readonly values: Float32Array;
+  readonly grads: Float32Array;
+  readonly data: DataSet<SampleShape, Labels>;
+  readonly loss: (logits: tf.Tensor, y: tf.Tensor) => tf.Tensor;
+  /**
+   * As in fineTune (kernels.ts): per partly selected leaf the cost model
+   * favours, its sparse-gradient entries; whether it is differentiated
+   * through its probe (decided on the first step); its frozen base, kept packed.
+   */
+  readonly sparse: Map<number, SparseGradEntries>;
+  probed?: ReadonlySet<number>;
+  readonly kept: Map<number, BasePacked>;
+}
+
+const runs = new Map<number, Run>();
+
+function scores(r: Extract<Request, { op: 'scores' }>, sig: Int32Array): Reply {
+  const model = buildModel(r.model);
+  const data = r.data as unknown as DataSet<SampleShape>;
+  const xs = Object.values(tensorsOf(r.params));
+  const sums = xs.map((x) => tf.zerosLike(x));
+  try {
+    const base = rng(r.seed).fork(r.name);
+    for (const { b, indices } of r.batches) {
+      tf.tidy(() => {
+        const y = tf.tensor1d(subset(data, indices).labels, 'int32');
+        const f = () => {
+          const params = Object.fromEntries(r.params.paths.map((p, i) => [p, xs[i]!]));
+          return selectionBatchLoss(model, params, data, { x: () => toTensors(subset(data, indices)).x, y, indices }, r.loss, r.temperature, base.fork(`views${b}`));
+        };
+        // As the in-process pass: leaves the loss never touches get no gradient, and count as zero.
+        const { grads } = tf.engine().gradients(f, xs, undefined, true);
+        grads.forEach((g, i) => {
+          if (g == null) return;
+          const next = tf.keep(tf.add(sums[i]!, r.square ? tf.square(g) : g));
+          sums[i]!.dispose();
+          sums[i] = next;
+        });
+      });
+      // Progress: the main thread wakes on index 0 and reads index 1.
+      Atomics.add(sig, 1, 1);
+      Atomics.notify(sig, 0);
+    }
+    sums.forEach((s, i) => r.out.set(s.dataSync(), r.params.offsets[i]));
+    return { ok: true, value: r.batches.length };
+  } finally {
+    tf.dispose(xs);
+    tf.dispose(sums);
+  }
+}
+
+function trainBegin(r: Extract<Request, { op: 'trainBegin' }>): Reply {
+  const model = buildModel(r.model);
+  const all = leafArrays(r.params);
+  const trainable = new Set(r.trainable);
+  const frozen: Params = Object.fromEntries(r.params.paths.flatMap((p, i) => (trainable.has(p) ? [] : [[p, tf.tensor(all[i]!, [...r.params.shapes[i]!])]])));
+  const at = r.trainable.map((p) => r.params.paths.indexOf(p));
+  const sparse = new Map<number, SparseGradEntries>();
+  r.selected.forEach((idx, i) => {
+    const e = idx ? sparseGradEntries(r.params.shapes[at[i]!]!, idx) : undefined;
+    if (e) sparse.set(i, e);
+  });
+  runs.set(r.run, {
+    sparse,
+    kept: new Map(),
+    model,
+    frozen,
+    trainable: r.trainable,
+    shapes: at.map((i) => r.params.shapes[i]!),
+    leaves: at.map((i) => new Float32Array(all[i]!)),
+    selected: r.selected,
+    values: new Float32Array(r.values),
+    grads: new Float32Array(r.grads, r.gradsAt * 4, new Float32Array(r.values).length),
+    data: r.data as unknown as DataSet<SampleShape, Labels>,
+    loss: lossFn(r.loss),
+  });
+  return { ok: true, value: 0 };
+}
+
+function trainStep(r: Extract<Request, { op: 'trainStep' }>): Reply {
+  const run = runs.get(r.run);
+  if (!run) throw new ConfigError(`worker: no fine-tuning run ${r.run}`);
+  // Bring this worker's leaves up to the values the main thread wrote.
+  let at = 0;
+  run.leaves.forEach((leaf, i) => {
+    const idx = run.selected[i];
+    if (idx === null || idx === undefined) {
+      leaf.set(run.values.subarray(at, at + leaf.length));
+      at += leaf.length;
+    } else {
+      for (let j = 0; j < idx.length; j++) leaf[idx[j]!] = run.values[at + j]!;
+      at += idx.length;
+    }
+  });
+  const loss = tf.tidy(() => {
+    const { x, y } = toTensors(subset(run.data, r.indices));
+    const ts = run.leaves.map((leaf, i) => tf.tensor(leaf, [...run.shapes[i]!]));
+    for (const [i, k] of run.kept) k.update(ts[i]!);
+    // Each shard's mean loss weighted by its share of the batch: the shards' gradients then sum to the batch's.
+    // (Probed leaves' gradients come back as their selected values, in idx order.)
+    const f = (...ws: tf.Tensor[]) => {
+      const params = { ...run.frozen, ...Object.fromEntries(run.trainable.map((p, i) => [p, ws[i]!])) };
+      return tf.mul(run.loss(run.model.apply(params, x as Tensor<readonly ['B', ...Shape]>).logits, y), r.scale) as tf.Scalar;
+    };
+    const first = run.probed === undefined;
+    const { value, grads, probed: on } = gradsThroughProbes({ weights: ts, entries: run.sparse, probed: run.probed, loss: f });
+    run.probed = on;
+    if (first) {
+      for (const i of on) {
+        const k = keepBasePacked(run.sparse.get(i)!, ts[i]!, r.indices.length);
+        if (k) run.kept.set(i, k);
+      }
+    }
+    let out = 0;
+    grads.forEach((g, i) => {
+      const host = g.dataSync() as Float32Array;
+      const idx = run.selected[i];
+      if (idx === null || idx === undefined || on.has(i)) {
+        run.grads.set(host, out);
+        out += host.length;
+      } else {
+        for (let j = 0; j < idx.length; j++) run.grads[out + j] = host[idx[j]!]!;
+        out += idx.length;
+      }
+    });
+    return value.dataSync()[0]!;
+  });
+  return { ok: true, value: loss };
+}
+
+function probe(r: Extract<Request, { op: 'probe' }>): Reply {
+  const model = buildModel(r.model);
+  const params = tensorsOf(r.params);
+  try {
+    const logits = tf.tidy(() => model.apply(params, tf.tensor(r.x, [...r.shape]) as Tensor<readonly ['B', ...Shape]>).logits);
+    const host = logits.dataSync();
+    logits.dispose();
+    if (host.length !== r.out.length) throw new ConfigError(`worker: the rebuilt model gives ${host.length} logits where ${r.out.length} were expected`);
+    r.out.set(host);
+    return { ok: true, value: host.length };
+  } finally {
+    tf.dispose(Object.values(params));
+  }
+}
+
+function handle(r: Request, sig: Int32Array): Reply | undefined {
+  switch (r.op) {
+    case 'scores':
+      return scores(r, sig);
+    case 'trainBegin':
+      return trainBegin(r);
+    case 'trainStep':
+      return trainStep(r);
+    case 'trainEnd': {
+      const run = runs.get(r.run);
+      if (run) {
+        tf.dispose(Object.values(run.frozen));
+        for (const k of run.kept.values()) k.dispose();
+        for (const e of run.sparse.values()) e.dispose();
+      }
+      runs.delete(r.run);
+      return undefined;
+    }
+    case 'probe':
+      return probe(r);
+    case 'tensors':
+      return { ok: true, value: tf.memory().numTensors };
+  }
+}
+
+
+/**
+ * Brings up this worker's backend and returns its request handler, which
+ * answers each request through the mailbox and wakes the pool.
+ */
+export async function startWorker(init: WorkerInit): Promise<(r: Request) => void> {
+  await initBackend(init.backend);
+  const sig = new Int32Array(init.signal);
+  return (r) => {
+    let reply: Reply | undefined;
+    try {
+      reply = handle(r, sig);
+    } catch (e) {
+      const err = e as Error;
+      reply = { ok: false, name: err?.name ?? 'Error', message: err?.message ?? String(e) };
+    }
+    if (reply === undefined) return;
+    writeReply(init.mailbox, reply);
+    Atomics.add(sig, 0, 1);
+    Atomics.notify(sig, 0);
+  };
+}
+
+/** The global scope of a Web Worker, as much of it as a pool worker uses (the library builds without the DOM's types). */
+interface WorkerScope {
+  addEventListener(type: 'message', listener: (event: { readonly data: unknown }) => void): void;
+  postMessage(message: unknown): void;
+}
+
+/**
+ * Makes the Web Worker this runs in a worker of {@link webWorkerPool}: call
+ * it in the script that the pool's `create` starts. The first message it
+ * gets is the pool's setup; it brings up its own backend (the wasm backend
+ * single-threaded, so that each worker is one core) and answers requests
+ * until the pool terminates it. Set tfjs's wasm paths before, as on a page.
+ * @example
+ * ```ts
+ * // pool-worker.ts, bundled as pool-worker.js beside the page
+ * import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+ * import { servePoolWorker } from 'sparsetune';
+ * setWasmPaths('./');
+ * servePoolWorker();
+ * ```
+ * @category Parallel
+ */
+export function servePoolWorker(): void {
+  const scope = globalThis as unknown as WorkerScope;
+  if (typeof scope.addEventListener !== 'function' || typeof scope.postMessage !== 'function') {
+    throw new ConfigError('servePoolWorker: call it in a Web Worker started by webWorkerPool');
+  }
+  let handler: ((r: Request) => void) | undefined;
+  scope.addEventListener('message', (event) => {
+    if (handler !== undefined) return handler(event.data as Request);
+    // The first message: the pool's setup. One core per worker: tfjs's own wasm threads would compete with the pool's.
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    startWorker(event.data as WorkerInit).then(
+      (h) => {
+        handler = h;
+        scope.postMessage({ ready: true } satisfies Ready);
+      },
+      (e: unknown) => scope.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready),
+    );
+  });
+}
