@@ -54,7 +54,7 @@ const LAYERS: Record<string, readonly string[]> = {
   optim: ['core', 'models', 'data', 'selection'],
   keras: ['core', 'models'],
   methods: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim'],
-  parallel: ['core', 'models', 'data', 'selection'],
+  parallel: ['core', 'models', 'data', 'selection', 'keras'],
   testing: ['core', 'selection', 'optim'],
   node: ['core', 'models', 'data', 'selection', 'formats', 'adapters', 'optim', 'methods', 'keras', 'parallel'],
 };

@@ -3,9 +3,10 @@
 // within float tolerance, sparse masks respected, refusals named, no leaks
 // and no threads left behind. Kept small (a tiny MLP) because each pool
 // starts real threads, and this file runs beside the others.
+import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { BackendError, ConfigError, defineModel, fineTune, gps, gradient, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
+import { BackendError, ConfigError, defineModel, fineTune, gps, gradient, importLayersModel, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
 import { workerPool } from '../src/node/index.js';
 
 const model = mlp({ input: [6], hidden: [8], classes: 3 });
@@ -103,6 +104,35 @@ test('regression with meanSquaredError runs in the workers', () => {
   };
   close(run(), run(two), 1e-5);
   tf.dispose(Object.values(p));
+});
+
+test('an imported Keras model runs in the workers, BatchNormalization statistics included: equal to one thread within float tolerance', () => {
+  const keras = tfl.sequential({
+    layers: [tfl.layers.dense({ inputShape: [6], units: 8, activation: 'relu' }), tfl.layers.batchNormalization(), tfl.layers.dense({ units: 4, activation: 'tanh' }), tfl.layers.dense({ units: 3, activation: 'softmax' })],
+  });
+  // Moving statistics far from the fresh layer's (0 and 1): a worker that lost them would compute other logits.
+  const bn = keras.layers[1]!;
+  bn.setWeights(bn.getWeights().map((w, i) => tf.tidy(() => tf.add(tf.mul(tf.sin(tf.range(0, 8)), 0.5), i === 3 ? 2 : i))));
+  const { model: km, params: kp } = importLayersModel(keras);
+  expect(Object.keys(km.buffers).length).toBe(2);
+  const run = (parallel?: WorkerPool) => {
+    const r = fineTune({ model: km, params: kp, mask: gps({ k: 2 }), train, epochs: 2, batchSize: 8, optimizer: sgd(0.1), seed: 4, progressBar: false, ...(parallel ? { parallel } : {}) });
+    const out = { params: host(r.params), loss: r.history.map((h) => h.loss), mask: r.mask.bits };
+    tf.dispose(Object.values(r.params).filter((t) => !Object.values(kp).includes(t)));
+    return out;
+  };
+  const local = run();
+  const a = run(two);
+  expect(a.mask).toEqual(local.mask);
+  close(local.params, a.params, 1e-5);
+  local.loss.forEach((l, i) => expect(Math.abs(l - a.loss[i]!)).toBeLessThan(1e-5));
+  // The workers keep the rebuilt model (its buffers) between runs, and nothing more.
+  const kept = two.tensors();
+  expect(run(two)).toEqual(a);
+  expect(two.tensors()).toEqual(kept);
+  keras.dispose();
+  km.dispose();
+  tf.dispose(Object.values(kp));
 });
 
 test('what cannot be sent to a worker is a ConfigError before any step', () => {

@@ -31,8 +31,9 @@ function workerEntry(): { readonly entry: string | URL; readonly eval: boolean }
  * through shared memory.
  *
  * Runs the models built by `mlp`, `cnn` and `vit` (the shipped backbones
- * included) and the losses cross-entropy and `meanSquaredError`; anything
- * else is a `ConfigError` when the run starts. In a browser, the same pool
+ * included), Keras models imported with `importLayersModel`, and the losses
+ * cross-entropy and `meanSquaredError`; anything else is a `ConfigError`
+ * when the run starts. In a browser, the same pool
  * runs on Web Workers: `webWorkerPool` in `sparsetune`.
  * @example
  * ```ts

@@ -18,6 +18,7 @@ import { requireBackend, type BackendName } from '../core/backend.js';
 import { BackendError, ConfigError, DataError, leafSize, MaskError, paths, ShapeError, SpecError, type Params, type Shape } from '../core/index.js';
 import type { DataSet, Labels, SampleShape } from '../data/index.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
+import type { ImportedModel } from '../keras/index.js';
 import type { GradientEngine, GradientTrainer, Scores, ScoresJob, TrainerJob } from '../selection/index.js';
 import { buildModel, MAILBOX_BYTES, readReply, type LossDescription, type ModelDescription, type Reply, type Request, type SharedData, type SharedParams, type WorkerInit } from './protocol.js';
 
@@ -87,15 +88,28 @@ export type Spawn = (k: number, init: WorkerInit, onFailure: (e: Error) => void)
 
 const MODELS = new Set(['mlp', 'cnn', 'vit']);
 const ERRORS: Readonly<Record<string, new (message: string) => Error>> = { ConfigError, ShapeError, SpecError, MaskError, DataError, BackendError };
+/** The pool's number for each imported Keras model it has described (workers keep the last one they rebuilt, by number). */
+const kerasIds = new WeakMap<object, number>();
+let lastKerasId = 0;
 
 /** A model as a worker can rebuild it, or a ConfigError saying why not. */
-function describe(caller: string, model: Model<Shape, number, number>): ModelDescription {
+function describe(caller: string, model: Model<Shape, number, number>, params: Params): ModelDescription {
+  if (model.name === 'keras' && 'topology' in model) {
+    // Rebuilt in the worker from its topology; the weights carry what params do not (BatchNormalization's statistics).
+    const imported = model as unknown as ImportedModel;
+    let id = kerasIds.get(model);
+    if (id === undefined) kerasIds.set(model, (id = ++lastKerasId));
+    const keras = imported.kerasWeights(params);
+    const weights = [...keras].flatMap(([layer, ws]) => [...ws].map(([weight, t]) => ({ layer, weight, shape: t.shape, values: t.dataSync() as Float32Array })));
+    for (const ws of keras.values()) tf.dispose([...ws.values()]);
+    return { name: 'keras', id, topology: imported.topology, head: imported.head, input: imported.input as readonly number[], weights };
+  }
   if (!MODELS.has(model.name)) {
     throw new ConfigError(
-      `${caller}: a '${model.name}' model cannot be rebuilt in a worker; the pool runs the models built by mlp(), cnn() and vit() (the shipped backbones among them, with any head); run this one without 'parallel'`,
+      `${caller}: a '${model.name}' model cannot be rebuilt in a worker; the pool runs the models built by mlp(), cnn() and vit() (the shipped backbones among them, with any head) and Keras models imported with importLayersModel; run this one without 'parallel'`,
     );
   }
-  const d = { name: model.name, config: model.config } as ModelDescription;
+  const d = { name: model.name as 'mlp' | 'cnn' | 'vit', config: model.config };
   const rebuilt = buildModel(d);
   const same = paths(rebuilt.spec).join() === paths(model.spec).join() && paths(model.spec).every((p) => rebuilt.spec[p]!.shape.join() === model.spec[p]!.shape.join());
   if (!same) throw new ConfigError(`${caller}: the '${model.name}' model's config does not rebuild its parameter spec; a model defined by hand cannot run in a worker`);
@@ -143,8 +157,9 @@ function shareData(set: DataSet<SampleShape, Labels>): SharedData {
  * values and gradients cross between threads, through shared memory.
  *
  * Runs the models built by `mlp`, `cnn` and `vit` (the shipped backbones
- * included) and the losses cross-entropy and `meanSquaredError`; anything
- * else is a `ConfigError` when the run starts.
+ * included), Keras models imported with `importLayersModel`, and the losses
+ * cross-entropy and `meanSquaredError`; anything else is a `ConfigError`
+ * when the run starts.
  */
 export async function createPool(caller: string, n: number, backend: BackendName, options: PoolOptions, spawn: Spawn): Promise<WorkerPool> {
   if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${caller}: workers must be a positive integer, got ${String(n)}`);
@@ -253,7 +268,7 @@ export async function createPool(caller: string, n: number, backend: BackendName
     backend,
     scores(job: ScoresJob): Scores {
       requireBackend(`${caller}.scores`);
-      const d = describe(caller, job.model);
+      const d = describe(caller, job.model, job.params);
       const order = paths(job.spec);
       const params = shareParams(order, job.params);
       verify(job.model, d, params, job.data);
@@ -280,7 +295,7 @@ export async function createPool(caller: string, n: number, backend: BackendName
     trainer(job: TrainerJob): GradientTrainer {
       requireBackend(`${caller}.trainer`);
       const loss = describeLoss(caller, job.loss, job.labelSmoothing);
-      const d = describe(caller, job.model);
+      const d = describe(caller, job.model, job.params);
       const params = shareParams(paths(job.model.spec), job.params);
       verify(job.model, d, params, job.train);
       const data = shareData(job.train);

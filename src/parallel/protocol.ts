@@ -32,11 +32,20 @@ export interface SharedData {
   readonly shape: readonly number[];
 }
 
-/** What rebuilds a model in a worker. */
-export interface ModelDescription {
-  readonly name: 'mlp' | 'cnn' | 'vit';
-  readonly config: Readonly<Record<string, unknown>>;
-}
+/** What rebuilds a model in a worker: a builder's name and config, or an imported Keras graph. */
+export type ModelDescription =
+  | { readonly name: 'mlp' | 'cnn' | 'vit'; readonly config: Readonly<Record<string, unknown>> }
+  | {
+      readonly name: 'keras';
+      /** The pool's number for this model: a worker keeps the last Keras model it rebuilt, by this number. */
+      readonly id: number;
+      /** `ImportedModel.topology`, `head` and `input`: what `importLayersModel` needs of a LayersModel rebuilt from it. */
+      readonly topology: Readonly<Record<string, unknown>>;
+      readonly head: string;
+      readonly input: readonly number[];
+      /** Every weight in Keras's layout (`kerasWeights`): what carries the buffers (BatchNormalization's moving statistics). */
+      readonly weights: readonly { readonly layer: string; readonly weight: string; readonly shape: readonly number[]; readonly values: Float32Array }[];
+    };
 
 /** The losses a worker can compute, by name. */
 export type LossDescription = { readonly kind: 'crossEntropy'; readonly labelSmoothing?: number | undefined } | { readonly kind: 'meanSquaredError' };
@@ -126,8 +135,8 @@ export function readReply(mailbox: SharedArrayBuffer): Reply {
   return { ok: false, name: decoder.decode(text.subarray(0, head[1])), message: decoder.decode(text.subarray(head[1])) };
 }
 
-/** Builds one of the models a worker supports from its description. */
-export function buildModel(d: ModelDescription): Model<Shape, number, number> {
+/** Builds a model of `mlp`, `cnn` or `vit` from its description (Keras graphs are rebuilt in the worker: serve.ts). */
+export function buildModel(d: Extract<ModelDescription, { name: 'mlp' | 'cnn' | 'vit' }>): Model<Shape, number, number> {
   // A model's config is what its builder took (plus the class count), so it rebuilds it.
   const build = { mlp, cnn, vit }[d.name] as ((config: never) => Model<Shape, number, number>) | undefined;
   if (build === undefined) throw new ConfigError(`worker: no builder for model '${String(d.name)}'`);

@@ -9,13 +9,58 @@
  *
  * @module
  */
+import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../core/backend.js';
 import { ConfigError, gradsThroughProbes, keepBasePacked, rng, sparseGradEntries, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '../data/index.js';
+import { importLayersModel, weightName, type ImportedModel } from '../keras/import.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
-import { buildModel, writeReply, type LossDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+import { buildModel, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+
+/** The last Keras model this worker rebuilt, by the pool's number for it. */
+let keras: { readonly id: number; readonly model: ImportedModel } | undefined;
+
+/**
+ * Rebuilds a Keras model from its description, unless it is the one kept:
+ * a LayersModel from the topology, given the sender's weights, imported as
+ * the sender imported it. (Asynchronous: tfjs builds a LayersModel from
+ * JSON only so.)
+ */
+async function loadKeras(d: Extract<ModelDescription, { name: 'keras' }>): Promise<void> {
+  if (keras?.id === d.id) return;
+  keras?.model.dispose();
+  keras = undefined;
+  const layers = await tfl.models.modelFromJSON(d.topology as tfl.serialization.ConfigDict);
+  try {
+    const byLayer = new Map<string, Map<string, (typeof d.weights)[number]>>();
+    for (const w of d.weights) byLayer.set(w.layer, (byLayer.get(w.layer) ?? new Map()).set(w.weight, w));
+    for (const layer of layers.layers) {
+      const mine = byLayer.get(layer.name);
+      if (mine === undefined) continue;
+      const values = layer.weights.map((w) => {
+        const v = mine.get(weightName(w));
+        if (v === undefined) throw new ConfigError(`worker: layer '${layer.name}' has a weight '${weightName(w)}' the sender's model lacks`);
+        return tf.tensor(v.values, [...v.shape]);
+      });
+      layer.setWeights(values);
+      tf.dispose(values);
+    }
+    const { model, params } = importLayersModel(layers, { head: d.head, input: d.input });
+    tf.dispose(Object.values(params));
+    keras = { id: d.id, model };
+  } finally {
+    layers.dispose();
+  }
+}
+
+/** The model a request names: built here, or the Keras model {@link loadKeras} kept. */
+function modelOf(d: ModelDescription): Model<Shape, number, number> {
+  if (d.name !== 'keras') return buildModel(d);
+  if (keras?.id !== d.id) throw new ConfigError(`worker: Keras model ${d.id} was not loaded`);
+  return keras.model;
+}
 
 /** Views of the shared buffer as one Float32Array per leaf. */
 function leafArrays(s: SharedParams): Float32Array[] {
@@ -58,7 +103,7 @@ interface Run {
 const runs = new Map<number, Run>();
 
 function scores(r: Extract<Request, { op: 'scores' }>, sig: Int32Array): Reply {
-  const model = buildModel(r.model);
+  const model = modelOf(r.model);
   const data = r.data as unknown as DataSet<SampleShape>;
   const xs = Object.values(tensorsOf(r.params));
   const sums = xs.map((x) => tf.zerosLike(x));
@@ -93,7 +138,7 @@ function scores(r: Extract<Request, { op: 'scores' }>, sig: Int32Array): Reply {
 }
 
 function trainBegin(r: Extract<Request, { op: 'trainBegin' }>): Reply {
-  const model = buildModel(r.model);
+  const model = modelOf(r.model);
   const all = leafArrays(r.params);
   const trainable = new Set(r.trainable);
   const frozen: Params = Object.fromEntries(r.params.paths.flatMap((p, i) => (trainable.has(p) ? [] : [[p, tf.tensor(all[i]!, [...r.params.shapes[i]!])]])));
@@ -172,7 +217,7 @@ function trainStep(r: Extract<Request, { op: 'trainStep' }>): Reply {
 }
 
 function probe(r: Extract<Request, { op: 'probe' }>): Reply {
-  const model = buildModel(r.model);
+  const model = modelOf(r.model);
   const params = tensorsOf(r.params);
   try {
     const logits = tf.tidy(() => model.apply(params, tf.tensor(r.x, [...r.shape]) as Tensor<readonly ['B', ...Shape]>).logits);
@@ -219,9 +264,10 @@ function handle(r: Request, sig: Int32Array): Reply | undefined {
 export async function startWorker(init: WorkerInit): Promise<(r: Request) => void> {
   await initBackend(init.backend);
   const sig = new Int32Array(init.signal);
-  return (r) => {
+  const respond = async (r: Request) => {
     let reply: Reply | undefined;
     try {
+      if ('model' in r && r.model.name === 'keras') await loadKeras(r.model);
       reply = handle(r, sig);
     } catch (e) {
       const err = e as Error;
@@ -232,6 +278,9 @@ export async function startWorker(init: WorkerInit): Promise<(r: Request) => voi
     Atomics.add(sig, 0, 1);
     Atomics.notify(sig, 0);
   };
+  // One request at a time, in the order they came: a Keras model is rebuilt asynchronously.
+  let queue = Promise.resolve();
+  return (r) => void (queue = queue.then(() => respond(r)));
 }
 
 /** The global scope of a Web Worker, as much of it as a pool worker uses (the library builds without the DOM's types). */
