@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { checked, randomNormal, rng, ShapeError } from '../src/index.js';
+import { checked, DataError, randomNormal, rng, ShapeError, useStockGradients } from '../src/index.js';
+import { describeOnBackends, finiteDifferenceError, grads } from './gradcheck.js';
 import { accuracy, crossEntropy, supConLoss } from '../src/models/index.js';
 
 const ints = (xs: number[]) => checked(tf.tensor1d(xs, 'int32'), ['B']);
@@ -98,5 +100,61 @@ describe('supConLoss', () => {
   });
   test('needs two views per label', () => {
     expect(() => supConLoss(tf.zeros([5, 3]) as never, ints([0, 1]))).toThrow(new ShapeError('supConLoss: argument features: expected [2·B=4, F] (two views per label), got [5, 3]'));
+  });
+});
+
+// crossEntropy is one kernel of our own (loss and gradient on the host);
+// tfjs's ops (one-hot, log-softmax, …) are the reference it must equal.
+/** Entry by entry within 1e-5 · (1 + |reference|): a relative error alone is undefined where both are 0. (tfjs's one-hot needs two classes, so the reference does too.) */
+function close(a: tf.Tensor, b: tf.Tensor): void {
+  const [x, y] = [a.dataSync(), b.dataSync()];
+  expect(x.length).toBe(y.length);
+  x.forEach((v, i) => expect(Math.abs(v - y[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(y[i]!))));
+}
+
+describeOnBackends((backend) => {
+  const reference = (eps: number) => (z: tf.Tensor, y: tf.Tensor) => {
+    useStockGradients(true);
+    try {
+      return crossEntropy(checked(z, ['B', 'K']), checked(y, ['B']), { labelSmoothing: eps });
+    } finally {
+      useStockGradients(false);
+    }
+  };
+  test(`${backend}: loss and gradient equal tfjs's own ops, any batch, class count, labels and smoothing`, () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 2, max: 12 }), fc.nat(), fc.constantFrom(0, 0.1, 0.35), fc.double({ min: 0.1, max: 30, noNaN: true }), (b, k, seed, eps, scale) => {
+        tf.tidy(() => {
+          const z = tf.mul(randomNormal(rng(seed).fork('z'), [b, k]), scale);
+          const y = tf.tensor1d(Array.from({ length: b }, (_, i) => (seed + 7 * i) % k), 'int32');
+          const ours = (zz: tf.Tensor) => crossEntropy(checked(zz, ['B', 'K']), checked(y, ['B']), { labelSmoothing: eps });
+          const theirs = (zz: tf.Tensor) => reference(eps)(zz, y);
+          close(ours(z), theirs(z));
+          close(grads(ours, [z])[0]!, grads(theirs, [z])[0]!);
+          // The kernel's second output (the saved gradient) is freed with the tape.
+          const before = tf.memory().numTensors;
+          tf.dispose(Object.values(tf.valueAndGrad(ours)(z)));
+          expect(tf.memory().numTensors).toBe(before);
+        });
+      }),
+    );
+  });
+  test(`${backend}: its gradient agrees with finite differences`, () => {
+    const z = tf.mul(randomNormal(rng(3).fork('z'), [6, 5]), 2);
+    const y = tf.tensor1d([0, 4, 2, 2, 1, 3], 'int32');
+    expect(finiteDifferenceError((zz) => crossEntropy(checked(zz, ['B', 'K']), checked(y, ['B']), { labelSmoothing: 0.1 }), [z])).toBeLessThan(2e-3);
+    tf.dispose([z, y]);
+  });
+  test(`${backend}: a label that is not a class is a DataError, and leaks nothing`, () => {
+    const z = tf.zeros([2, 3]);
+    for (const bad of [3, -1]) {
+      const y = tf.tensor1d([0, bad], 'int32');
+      const before = tf.memory().numTensors;
+      expect(() => crossEntropy(checked(z, ['B', 3]), checked(y, ['B']))).toThrow(new DataError(`crossEntropy: label ${bad} of sample 1 is not a class of the 3 logits (0 to 2)`));
+      expect(() => tf.grad((zz: tf.Tensor) => crossEntropy(checked(zz, ['B', 3]), checked(y, ['B'])))(z)).toThrow(DataError);
+      expect(tf.memory().numTensors).toBe(before);
+      y.dispose();
+    }
+    z.dispose();
   });
 });

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '../core/errors.js';
 import { checkArgs } from '../core/shape.js';
 import { l2Normalize, logSoftmax, matmul, transpose, type Dim, type Tensor, ConfigError } from '../core/index.js';
+import { fastCrossEntropy, stockGradients } from '../core/kernels.js';
 
 /**
  * Options of {@link crossEntropy}.
@@ -40,6 +41,8 @@ export function crossEntropy<B extends Dim, K extends Dim>(
   const eps = options.labelSmoothing ?? 0;
   if (!(eps >= 0 && eps < 1)) throw new ConfigError(`crossEntropy: labelSmoothing must be in [0, 1), got ${eps}`);
   const k = logits.shape[1]!;
+  // One kernel of our own (loss and gradient on the host), or, with stock gradients, tfjs's ops.
+  if (!stockGradients()) return tf.tidy(() => fastCrossEntropy(logits, labels, eps)) as Tensor<[]>;
   return tf.tidy(() => {
     let target = tf.cast(tf.oneHot(labels as tf.Tensor1D, k), 'float32');
     if (eps > 0) target = tf.add(tf.mul(target, 1 - eps), eps / k);
