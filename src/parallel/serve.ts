@@ -39,13 +39,16 @@ async function loadKeras(d: Extract<ModelDescription, { name: 'keras' }>): Promi
     for (const layer of layers.layers) {
       const mine = byLayer.get(layer.name);
       if (mine === undefined) continue;
-      const values = layer.weights.map((w) => {
-        const v = mine.get(weightName(w));
-        if (v === undefined) throw new ConfigError(`worker: layer '${layer.name}' has a weight '${weightName(w)}' the sender's model lacks`);
-        return tf.tensor(v.values, [...v.shape]);
-      });
-      layer.setWeights(values);
-      tf.dispose(values);
+      // setWeights copies into the layer's variables; the tidy frees the temporaries, on a throw too.
+      tf.tidy(() =>
+        layer.setWeights(
+          layer.weights.map((w) => {
+            const v = mine.get(weightName(w));
+            if (v === undefined) throw new ConfigError(`worker: layer '${layer.name}' has a weight '${weightName(w)}' the sender's model lacks`);
+            return tf.tensor(v.values, [...v.shape]);
+          }),
+        ),
+      );
     }
     const { model, params } = importLayersModel(layers, { head: d.head, input: d.input });
     tf.dispose(Object.values(params));
