@@ -5,9 +5,13 @@
 // starts real threads, and this file runs beside the others.
 import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { BackendError, ConfigError, defineModel, fineTune, gps, gradient, importLayersModel, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
+import { Worker } from 'node:worker_threads';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { BackendError, ConfigError, crossEntropy, defineModel, fineTune, gps, gradient, importLayersModel, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
 import { workerPool } from '../src/node/index.js';
+import { threadStarter } from '../src/node/workers.js';
+import { createPoolSync, type WorkerInit } from '../src/parallel/index.js';
+import { setPoolStarter } from '../src/selection/pools.js';
 
 const model = mlp({ input: [6], hidden: [8], classes: 3 });
 let params: Params;
@@ -169,4 +173,92 @@ test('a terminated pool refuses work with a BackendError', async () => {
   await p.terminate();
   expect(() => p.tensors()).toThrow(BackendError);
   expect(() => fineTune({ model, params, mask: fullMask(), train, epochs: 1, progressBar: false, parallel: p })).toThrow(BackendError);
+});
+
+describe("fineTune's and selectionEnv's workers option: a pool for the call, started synchronously and stopped after", () => {
+  let started = 0;
+  let stopped = 0;
+  beforeAll(() =>
+    setPoolStarter({
+      ...threadStarter,
+      start(n, caller) {
+        started++;
+        const p = threadStarter.start(n, caller);
+        return { ...p, terminate: () => (stopped++, p.terminate()) };
+      },
+    }),
+  );
+  afterAll(() => setPoolStarter(threadStarter));
+  const counts = (): [number, number] => [started, stopped];
+  const run = (extra: object, mask: Mask = fullMask(), batchSize = 32, epochs = 2) => {
+    const r = fineTune({ model, params, mask, train, epochs, batchSize, optimizer: sgd(0.1), progressBar: false, ...extra });
+    const out = { params: host(r.params), loss: r.history.map((h) => h.loss) };
+    tf.dispose(Object.values(r.params).filter((t) => !Object.values(params).includes(t)));
+    return out;
+  };
+
+  test('workers: 2 fine-tunes over two threads (equal to this thread within float tolerance, identical run to run) and stops them, a throwing run too', () => {
+    const local = run({});
+    const [s0, e0] = counts();
+    const a = run({ workers: 2 });
+    expect(counts()).toEqual([s0 + 1, e0 + 1]);
+    close(local.params, a.params, 1e-5);
+    expect(run({ workers: 2 })).toEqual(a);
+    expect(() => run({ workers: 2, onStep: () => { throw new RangeError('stop'); } })).toThrow('stop');
+    expect(counts()).toEqual([s0 + 3, e0 + 3]);
+  });
+
+  test("workers: 'auto' starts a pool only where it pays (batch ≥ 32, ≥ 4,096 samples over the run) and the pool can run the model and loss", () => {
+    const [s0] = counts();
+    expect(run({ workers: 'auto' })).toEqual(run({})); // 96 samples: this thread, bit for bit
+    expect(counts()[0]).toBe(s0);
+    const long = run({ workers: 'auto' }, fullMask(), 32, 86); // 86 × 48 = 4,128 samples
+    expect(counts()[0]).toBe(s0 + 1);
+    close(run({}, fullMask(), 32, 86).params, long.params, 1e-4);
+    // A loss of your own cannot be sent to a worker: 'auto' stays in this thread.
+    const own = (l: tf.Tensor, y: tf.Tensor) => crossEntropy(l as never, y as never);
+    run({ workers: 'auto', loss: own }, fullMask(), 32, 86);
+    expect(counts()[0]).toBe(s0 + 1);
+  });
+
+  test('selectionEnv({ workers: 2 }) runs each gradient pass on a pool of its own: the same scores within float tolerance', () => {
+    const [s0, e0] = counts();
+    const scores = (extra: object) => scoresOf(selectionEnv({ model, params, data: train, seed: 3, ...extra }), gradient({ batchSize: 8 }));
+    const [mine, theirs] = [scores({}), scores({ workers: 2 })];
+    expect(counts()).toEqual([s0 + 1, e0 + 1]);
+    for (const k of Object.keys(mine)) mine[k]!.forEach((v, i) => expect(Math.abs(v - theirs[k]![i]!)).toBeLessThanOrEqual(1e-4 * (1 + v)));
+  });
+
+  test('what the option refuses, named before anything starts', () => {
+    const [s0] = counts();
+    expect(() => run({ workers: 2, parallel: two })).toThrow(new ConfigError('fineTune: give workers or parallel, not both'));
+    expect(() => run({ workers: 0 })).toThrow("fineTune: workers must be a positive integer or 'auto', got 0");
+    expect(() => selectionEnv({ model, params, data: train, workers: 1.5 })).toThrow(ConfigError);
+    // Without sparsetune/node (as in a browser) no thread can start: a number is refused, 'auto' stays in this thread.
+    setPoolStarter(undefined);
+    try {
+      expect(() => run({ workers: 2 })).toThrow(/needs `import 'sparsetune\/node'`.*webWorkerPool/);
+      expect(run({ workers: 'auto' }, fullMask(), 32, 86)).toEqual(run({}, fullMask(), 32, 86));
+    } finally {
+      setPoolStarter(threadStarter);
+    }
+    expect(counts()[0]).toBe(s0);
+  });
+
+  test('a worker whose backend cannot start fails the synchronous start with its reason, and every thread is stopped', async () => {
+    const entry = new URL('../src/node/worker.ts', import.meta.url).href;
+    const threads: Worker[] = [];
+    let exited = 0;
+    const start = (_k: number, init: WorkerInit) => {
+      const w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, { eval: true, workerData: init });
+      w.on('error', () => {});
+      w.on('exit', () => exited++);
+      w.unref();
+      threads.push(w);
+      return { post: (r: unknown) => w.postMessage(r), terminate: async () => void (await w.terminate()) };
+    };
+    expect(() => createPoolSync('fineTune', 2, 'tensorflow', {}, start)).toThrow(/fineTune: worker 0 failed to start: BackendError: initBackend\('tensorflow'\)/);
+    expect(threads.length).toBe(2);
+    await vi.waitFor(() => expect(exited).toBe(2));
+  });
 });

@@ -9,7 +9,8 @@
  * is in the root entry `sparsetune`, which runs in a browser too.
  *
  * Importing this entry makes {@link stderrProgressBar} `fineTune`'s default
- * progress report when stderr is a terminal.
+ * progress report when stderr is a terminal, and lets `fineTune` and
+ * `selectionEnv` start worker threads for their `workers` option.
  *
  * @example
  * ```ts
@@ -22,6 +23,8 @@
  * @packageDocumentation
  */
 import { setDefaultProgress } from '../optim/train.js';
+import { setPoolStarter } from '../selection/pools.js';
+import { threadStarter } from './workers.js';
 import { stderrProgressBar } from './progress.js';
 
 export { checkpointPath, loadBackbone } from './backbones.js';
@@ -34,4 +37,6 @@ export { directoryHandler, importLayersModelFromDir, loadLayersModelFromDir, sav
 export { workerPool } from './workers.js';
 export { loadImageFolder, type ImageFolder, type ImageFolderOptions } from './folder.js';
 
+// `workers` on fineTune and selectionEnv starts worker threads through this.
+setPoolStarter(threadStarter);
 if (process.stderr.isTTY === true) setDefaultProgress(stderrProgressBar);

@@ -9,7 +9,8 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName } from '../core/backend.js';
 import { BackendError } from '../core/index.js';
-import { createPool, type PoolOptions, type Ready, type WorkerPool } from '../parallel/index.js';
+import { createPool, createPoolSync, poolRuns, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
+import type { PoolStarter } from '../selection/pools.js';
 
 /** Where a worker's code is: the compiled worker.js beside this file, or from source through tsx (tests, benchmarks). */
 function workerEntry(): { readonly entry: string | URL; readonly eval: boolean } {
@@ -77,3 +78,24 @@ export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool>
     );
   });
 }
+
+/** Starts worker `k` at once; its start is awaited through shared memory (createPoolSync). */
+function startThread(k: number, init: WorkerInit, onFailure: (e: Error) => void): PoolThread {
+  const { entry, eval: isEval } = workerEntry();
+  const w = new Worker(entry, { eval: isEval, workerData: init });
+  w.on('error', (e) => onFailure(new BackendError(`worker ${k} failed: ${e.message}`)));
+  w.on('exit', (code) => onFailure(new BackendError(`worker ${k} exited (code ${code})`)));
+  w.unref();
+  return { post: (r) => w.postMessage(r), terminate: async () => void (await w.terminate()) };
+}
+
+/** The starter behind `fineTune`'s and `selectionEnv`'s `workers` option, registered by this entry. */
+export const threadStarter: PoolStarter = {
+  cores: availableParallelism(),
+  start(workers, caller) {
+    const current = tf.getBackend();
+    const backend: BackendName = current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm';
+    return createPoolSync(caller, workers, backend, {}, startThread);
+  },
+  runs: poolRuns,
+};

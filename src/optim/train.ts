@@ -12,6 +12,7 @@ import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type 
 import { assertFits, labelWidth, showShape } from '../data/images.js';
 import { accuracy, crossEntropy, type Loss, type Model } from '../models/index.js';
 import { assertMaskFor, countOnes, maskAlgebra, maskToIndices, select, selectionEnv, type GradientEngine, type GradientTrainer, type Mask, type Selector } from '../selection/index.js';
+import { poolRunsModel, startPool, workersFor } from '../selection/pools.js';
 import { BudgetError } from '../core/index.js';
 import { applySelectedUpdates, disposeReplaced, trainableLeaves, trainOnly, type SparseState } from './masked.js';
 import { flatten } from './wrappers.js';
@@ -166,6 +167,18 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * the default cross-entropy or `meanSquaredError`.
    */
   readonly parallel?: GradientEngine;
+  /**
+   * Worker threads for this call (Node, where `sparsetune/node` is
+   * imported): `n` starts that many, as `workerPool` does, for this run and
+   * its selector, and stops them after; `'auto'` takes the machine's cores
+   * where a pool pays for its start-up of a second or two (two cores or
+   * more, batches of 32 or more, 4,096 samples or more over the run) and
+   * can run the model and loss, and this thread otherwise. Default: this
+   * thread, so that a run's result does not depend on the machine it runs
+   * on (a pool's equals it within float tolerance, not bit for bit). Not
+   * with `parallel`; in a browser, pass `parallel: await webWorkerPool(…)`.
+   */
+  readonly workers?: number | 'auto';
   /**
    * Compute a partly selected dense kernel's gradient at its selected
    * entries only (Σ over the batch of input × output gradient) where that
@@ -330,6 +343,22 @@ export function setDefaultProgress(report: ((p: StepProgress) => void) | undefin
  */
 export function fineTune<I extends Shape, S extends SampleShape, V extends SampleShape = S, L extends Labels = Int32Array>(o: FineTuneOptions<I, S, V, L>): FineTuneResult {
   requireBackend('fineTune');
+  if (o.workers !== undefined && o.parallel !== undefined) throw new ConfigError('fineTune: give workers or parallel, not both');
+  // 'auto': a pool where it pays for its start-up (a second or two) and can run this model and loss.
+  const worthIt = () => (o.batchSize ?? 32) >= 32 && (o.epochs ?? 10) * (o.train?.n ?? 0) >= 4096 && poolRunsModel(o.model as Model<Shape, number, number>, o.loss);
+  const workers = workersFor('fineTune', o.workers, worthIt);
+  if (workers === 1) return fineTuneOn(o, o.parallel);
+  const pool = startPool(workers, 'fineTune');
+  try {
+    return fineTuneOn(o, pool);
+  } finally {
+    // Its threads do not hold the process; they go when terminated.
+    void pool.terminate();
+  }
+}
+
+/** {@link fineTune}, its gradients computed in `parallel` when given. */
+function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShape = S, L extends Labels = Int32Array>(o: FineTuneOptions<I, S, V, L>, parallel: GradientEngine | undefined): FineTuneResult {
   const { model } = o;
   const epochs = o.epochs ?? 10;
   const batchSize = o.batchSize ?? 32;
@@ -358,7 +387,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     throw new ConfigError(`fineTune: labelSmoothing must be in [0, 1), got ${String(o.labelSmoothing)}`);
   }
   if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
-  let mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(o.parallel ? { parallel: o.parallel } : {}) })) : o.mask;
+  let mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(parallel ? { parallel } : {}) })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
   // --- Re-selection during training (reselect): checked before any state exists.
@@ -467,7 +496,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     const n = reselections.length + 1;
     const all = full();
     // Host-side first (nothing to free if these throw): the new mask and its budget.
-    const next = select(reselector!, selectionEnv({ model, params: all, data: o.train, seed: rng(seed).fork('reselect').fork(n).int(2 ** 31 - 1), ...(o.parallel ? { parallel: o.parallel } : {}) }));
+    const next = select(reselector!, selectionEnv({ model, params: all, data: o.train, seed: rng(seed).fork('reselect').fork(n).int(2 ** 31 - 1), ...(parallel ? { parallel } : {}) }));
     assertMaskFor(model.spec, next, `fineTune: re-selection ${n}`);
     const change = maskChange(mask, next);
     // Not enforced through sameAs: a selector's budget is its own (neuron's k per neuron, net's count), and most keep it by construction.
@@ -505,7 +534,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
     if (engine) {
       engine.dispose();
       engine = undefined;
-      engine = o.parallel!.trainer({ model, params: all, mask: next, trainable: nextTrainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
+      engine = parallel!.trainer({ model, params: all, mask: next, trainable: nextTrainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
     }
     const record: Reselection = { step: at, epoch, ...change };
     reselections.push(record);
@@ -513,7 +542,7 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   };
   // ---
   try {
-    engine = o.parallel?.trainer({ model, params: o.params, mask, trainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
+    engine = parallel?.trainer({ model, params: o.params, mask, trainable, train: o.train, loss: o.loss, labelSmoothing: o.labelSmoothing });
     for (let epoch = 1; epoch <= epochs; epoch++) {
       let lossSum = 0;
       let step = 0;

@@ -116,6 +116,19 @@ function describe(caller: string, model: Model<Shape, number, number>, params: P
   return d;
 }
 
+/** Whether a pool can run this model and loss (`fineTune`'s `workers: 'auto'` falls back to this thread where not). */
+export function poolRuns(model: Model<Shape, number, number>, loss: TrainerJob['loss']): boolean {
+  try {
+    describeLoss('', loss, undefined);
+    // A Keras model always can (and describing one copies its weights); a builder's is rebuilt and compared.
+    if (!(model.name === 'keras' && 'topology' in model)) describe('', model, {});
+    return true;
+  } catch (e) {
+    if (e instanceof ConfigError) return false;
+    throw e;
+  }
+}
+
 /** The loss by name, or a ConfigError: a function cannot be sent to a thread. */
 function describeLoss(caller: string, loss: TrainerJob['loss'], labelSmoothing: number | undefined): LossDescription {
   if (loss === undefined) return { kind: 'crossEntropy', labelSmoothing };
@@ -162,6 +175,67 @@ function shareData(set: DataSet<SampleShape, Labels>): SharedData {
  * when the run starts.
  */
 export async function createPool(caller: string, n: number, backend: BackendName, options: PoolOptions, spawn: Spawn): Promise<WorkerPool> {
+  const p = prepare(caller, n, backend, options);
+  const threads: PoolThread[] = [];
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => spawn(k, p.initOf(k), p.onFailure)));
+  for (const r of started) if (r.status === 'fulfilled') threads.push(r.value);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(threads.map((t) => t.terminate()));
+    throw failed.reason;
+  }
+  return poolOf(p, threads);
+}
+
+/**
+ * {@link createPool} for a caller that cannot wait asynchronously
+ * (`fineTune`'s `workers` option): `start` creates worker `k` at once, and
+ * this thread blocks until every worker has reported its backend up (or
+ * failed) through shared memory, at most `startMs`.
+ */
+export function createPoolSync(caller: string, n: number, backend: BackendName, options: PoolOptions, start: (k: number, init: WorkerInit, onFailure: (e: Error) => void) => PoolThread, startMs = 120_000): WorkerPool {
+  const p = prepare(caller, n, backend, options);
+  const threads: PoolThread[] = [];
+  const stop = () => void Promise.all(threads.map((t) => t.terminate()));
+  try {
+    for (let k = 0; k < n; k++) threads.push(start(k, p.initOf(k), p.onFailure));
+    const deadline = performance.now() + startMs;
+    for (let up = Atomics.load(p.sig, 2); up < n; up = Atomics.load(p.sig, 2)) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new BackendError(`${caller}: ${n - up} of ${n} workers did not start within ${startMs} ms`);
+      Atomics.wait(p.sig, 2, up, Math.min(left, 1000));
+    }
+  } catch (e) {
+    stop();
+    throw e;
+  }
+  for (let k = 0; k < n; k++) {
+    const r = readReply(p.mailboxes[k]!);
+    if (!r.ok) {
+      stop();
+      throw new BackendError(`${caller}: worker ${k} failed to start: ${r.name}: ${r.message}`);
+    }
+  }
+  return poolOf(p, threads);
+}
+
+/** What a pool shares with its workers, made before any starts. */
+interface Prepared {
+  readonly caller: string;
+  readonly n: number;
+  readonly backend: BackendName;
+  readonly minShard: number;
+  readonly timeoutMs: number;
+  readonly sig: Int32Array;
+  readonly mailboxes: readonly SharedArrayBuffer[];
+  readonly initOf: (k: number) => WorkerInit;
+  readonly onFailure: (e: Error) => void;
+  /** A worker's failure after it started (seen when this thread next runs its event loop). */
+  failure?: Error;
+}
+
+/** The options checked, the signal and the mailboxes. */
+function prepare(caller: string, n: number, backend: BackendName, options: PoolOptions): Prepared {
   if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${caller}: workers must be a positive integer, got ${String(n)}`);
   const minShard = options.minShard ?? 16;
   if (!Number.isSafeInteger(minShard) || minShard < 1) throw new ConfigError(`${caller}: minShard must be a positive integer, got ${String(minShard)}`);
@@ -178,31 +252,37 @@ export async function createPool(caller: string, n: number, backend: BackendName
     throw new ConfigError(`${caller}: this thread cannot block, and fineTune waits for the workers synchronously; run the pool, and the fine-tuning that uses it, in a dedicated Web Worker, not on the page's main thread`);
   }
 
-  // [0]: replies posted, [1]: selection batches done; workers bump them and notify index 0.
-  const signal = new SharedArrayBuffer(8);
-  const sig = new Int32Array(signal);
+  // [0]: replies posted, [1]: selection batches done (workers bump them and notify index 0); [2]: workers started (notified on 2).
+  const signal = new SharedArrayBuffer(12);
   const mailboxes = Array.from({ length: n }, () => new SharedArrayBuffer(MAILBOX_BYTES));
-  const threads: PoolThread[] = [];
-  let failure: Error | undefined;
+  const p: Prepared = {
+    caller,
+    n,
+    backend,
+    minShard,
+    timeoutMs,
+    sig: new Int32Array(signal),
+    mailboxes,
+    initOf: (k) => ({ backend, signal, mailbox: mailboxes[k]! }),
+    // Seen when this thread next runs its event loop; the next request then fails at once instead of waiting out the timeout.
+    onFailure: (e) => (p.failure ??= e),
+  };
+  return p;
+}
+
+/** The pool over started workers. */
+function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
+  const { caller, n, backend, minShard, timeoutMs, sig, mailboxes } = p;
   let stopped = false;
   const stop = async () => {
     stopped = true;
     await Promise.all(threads.map((t) => t.terminate()));
   };
-  // Seen when this thread next runs its event loop; the next request then fails at once instead of waiting out the timeout.
-  const onFailure = (e: Error) => (failure ??= e);
-  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => spawn(k, { backend, signal, mailbox: mailboxes[k]! }, onFailure)));
-  for (const r of started) if (r.status === 'fulfilled') threads.push(r.value);
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed) {
-    await stop();
-    throw failed.reason;
-  }
 
   /** Posts one request per listed worker and blocks until each has replied; replies in the same order. */
   const exchange = (requests: readonly (readonly [number, Request])[], onProgress?: (done: number) => void): Extract<Reply, { ok: true }>[] => {
     if (stopped) throw new BackendError(`${caller}: the pool has been terminated`);
-    if (failure) throw failure;
+    if (p.failure) throw p.failure;
     const base = Atomics.load(sig, 0);
     const progress0 = Atomics.load(sig, 1);
     for (const [k, r] of requests) threads[k]!.post(r);

@@ -261,12 +261,25 @@ function handle(r: Request, sig: Int32Array): Reply | undefined {
 
 
 /**
- * Brings up this worker's backend and returns its request handler, which
- * answers each request through the mailbox and wakes the pool.
+ * Brings up this worker's backend, says so (through the mailbox and the
+ * signal's third counter), and returns its request handler, which answers
+ * each request through the mailbox and wakes the pool.
  */
 export async function startWorker(init: WorkerInit): Promise<(r: Request) => void> {
-  await initBackend(init.backend);
   const sig = new Int32Array(init.signal);
+  // Started, or failed to: said through the mailbox too, for a pool that waits blocked (createPoolSync).
+  const started = (reply: Reply) => {
+    writeReply(init.mailbox, reply);
+    Atomics.add(sig, 2, 1);
+    Atomics.notify(sig, 2);
+  };
+  try {
+    await initBackend(init.backend);
+  } catch (e) {
+    started({ ok: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) });
+    throw e;
+  }
+  started({ ok: true, value: 0 });
   const respond = async (r: Request) => {
     let reply: Reply | undefined;
     try {

@@ -15,6 +15,7 @@ import { assertFits } from '../data/images.js';
 import type { KernelInput, Model } from '../models/index.js';
 import { selectionBatchLoss } from './batchloss.js';
 import type { GradientEngine } from './parallel.js';
+import { poolRunsModel, startPool, workersFor } from './pools.js';
 
 /**
  * One score per entry, per leaf, host-side.
@@ -58,6 +59,8 @@ export interface SelectionEnv {
   readonly cache: Map<string, Scores>;
   /** Where gradient passes run (e.g. `workerPool` from `sparsetune/node`); absent, in this thread. */
   readonly parallel?: GradientEngine | undefined;
+  /** Worker threads started for each gradient pass (`selectionEnv`'s `workers`); absent, none. */
+  readonly workers?: number | 'auto' | undefined;
 }
 
 /**
@@ -98,6 +101,14 @@ export interface SelectionEnvOptions<I extends Shape = Shape, S extends SampleSh
    * a given engine and worker count.
    */
   readonly parallel?: GradientEngine;
+  /**
+   * Worker threads for each gradient pass (Node, where `sparsetune/node`
+   * is imported): `n` starts that many for the pass and stops them after;
+   * `'auto'` takes the machine's cores where the pass is long enough to pay
+   * for their start-up (4 batches or more, 256 samples or more) and this
+   * thread otherwise. Default: this thread. Not with `parallel`.
+   */
+  readonly workers?: number | 'auto';
 }
 
 /**
@@ -117,7 +128,10 @@ export function selectionEnv<I extends Shape, S extends SampleShape>(options: Se
   if (options.model !== undefined && options.data !== undefined) assertFits('selectionEnv', 'data', options.model.input, options.data.shape);
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new SpecError(`selectionEnv: seed must be a safe integer, got ${String(seed)}`);
-  const env: SelectionEnv = { spec, params: options.params, model: options.model as Model<Shape, number, number> | undefined, data: options.data, seed, onProgress: options.onProgress, cache: new Map(), parallel: options.parallel };
+  if (options.workers !== undefined && options.parallel !== undefined) throw new SpecError('selectionEnv: give workers or parallel, not both');
+  // Checked here (a bad value, or threads where none can start), used per pass.
+  workersFor('selectionEnv', options.workers, () => false);
+  const env: SelectionEnv = { spec, params: options.params, model: options.model as Model<Shape, number, number> | undefined, data: options.data, seed, onProgress: options.onProgress, cache: new Map(), parallel: options.parallel, workers: options.workers };
   checked.add(env);
   return env;
 }
@@ -188,18 +202,25 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   const ps = paths(env.spec);
   const r = rng(env.seed).fork(name);
   const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
-  if (env.parallel !== undefined) {
-    // The same batches in the same order as below, so the engine sums the same per-batch gradients.
-    const order: Int32Array[] = [];
-    for (const batch of batches(classes, batchSize, { rng: r.fork('order') })) {
-      if (order.length === total) break;
-      order.push(batch.indices);
+  const workers = env.parallel === undefined ? workersFor(name, env.workers, () => total >= 4 && Math.min(data.n, maxSamples) >= 256 && poolRunsModel(model, undefined)) : 1;
+  const pool = workers > 1 ? startPool(workers, name) : undefined;
+  const engine = env.parallel ?? pool;
+  if (engine !== undefined) {
+    try {
+      // The same batches in the same order as below, so the engine sums the same per-batch gradients.
+      const order: Int32Array[] = [];
+      for (const batch of batches(classes, batchSize, { rng: r.fork('order') })) {
+        if (order.length === total) break;
+        order.push(batch.indices);
+      }
+      const sums = engine.scores({
+        model, params: env.params, spec: env.spec, data: classes, batches: order, seed: env.seed, name, loss, temperature: options.temperature, square,
+        onBatch: env.onProgress && ((done) => env.onProgress!({ task: name, done, total })),
+      });
+      return Object.fromEntries(ps.map((p) => [p, square ? sums[p]! : sums[p]!.map(Math.abs)]));
+    } finally {
+      void pool?.terminate();
     }
-    const sums = env.parallel.scores({
-      model, params: env.params, spec: env.spec, data: classes, batches: order, seed: env.seed, name, loss, temperature: options.temperature, square,
-      onBatch: env.onProgress && ((done) => env.onProgress!({ task: name, done, total })),
-    });
-    return Object.fromEntries(ps.map((p) => [p, square ? sums[p]! : sums[p]!.map(Math.abs)]));
   }
   const sums = ps.map((p) => tf.keep(tf.zerosLike(env.params[p]!)));
   let done = 0;
