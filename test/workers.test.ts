@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { BackendError, ConfigError, crossEntropy, defineModel, fineTune, gps, gradient, importLayersModel, meanSquaredError, mlp, scoresOf, selectionEnv, sensitivity, sgd, adamw, type Mask, type Params, type WorkerPool } from '../src/index.js';
 import { workerPool } from '../src/node/index.js';
-import { threadStarter } from '../src/node/workers.js';
+import { startThread, threadStarter } from '../src/node/workers.js';
 import { createPoolSync, type WorkerInit } from '../src/parallel/index.js';
 import { setPoolStarter } from '../src/selection/pools.js';
 
@@ -178,16 +178,18 @@ test('a terminated pool refuses work with a BackendError', async () => {
 describe("fineTune's and selectionEnv's workers option: a pool for the call, started synchronously and stopped after", () => {
   let started = 0;
   let stopped = 0;
-  beforeAll(() =>
-    setPoolStarter({
-      ...threadStarter,
-      start(n, caller) {
-        started++;
-        const p = threadStarter.start(n, caller);
-        return { ...p, terminate: () => (stopped++, p.terminate()) };
-      },
-    }),
-  );
+  let asked = 0;
+  const counting = (cores: number) => ({
+    ...threadStarter,
+    cores,
+    start(n: number, caller: string) {
+      started++;
+      asked = n;
+      const p = threadStarter.start(Math.min(n, 2), caller);
+      return { ...p, terminate: () => (stopped++, p.terminate()) };
+    },
+  });
+  beforeAll(() => setPoolStarter(counting(threadStarter.cores)));
   afterAll(() => setPoolStarter(threadStarter));
   const counts = (): [number, number] => [started, stopped];
   const run = (extra: object, mask: Mask = fullMask(), batchSize = 32, epochs = 2) => {
@@ -215,10 +217,18 @@ describe("fineTune's and selectionEnv's workers option: a pool for the call, sta
     const long = run({ workers: 'auto' }, fullMask(), 32, 86); // 86 × 48 = 4,128 samples
     expect(counts()[0]).toBe(s0 + 1);
     close(run({}, fullMask(), 32, 86).params, long.params, 1e-4);
+    // On a machine of 64 cores, 'auto' starts no more threads than a batch of 32 has shards of 16.
+    setPoolStarter(counting(64));
+    try {
+      run({ workers: 'auto' }, fullMask(), 32, 86);
+      expect(asked).toBe(2);
+    } finally {
+      setPoolStarter(counting(threadStarter.cores));
+    }
     // A loss of your own cannot be sent to a worker: 'auto' stays in this thread.
     const own = (l: tf.Tensor, y: tf.Tensor) => crossEntropy(l as never, y as never);
     run({ workers: 'auto', loss: own }, fullMask(), 32, 86);
-    expect(counts()[0]).toBe(s0 + 1);
+    expect(counts()[0]).toBe(s0 + 2);
   });
 
   test('selectionEnv({ workers: 2 }) runs each gradient pass on a pool of its own: the same scores within float tolerance', () => {
@@ -240,7 +250,7 @@ describe("fineTune's and selectionEnv's workers option: a pool for the call, sta
       expect(() => run({ workers: 2 })).toThrow(/needs `import 'sparsetune\/node'`.*webWorkerPool/);
       expect(run({ workers: 'auto' }, fullMask(), 32, 86)).toEqual(run({}, fullMask(), 32, 86));
     } finally {
-      setPoolStarter(threadStarter);
+      setPoolStarter(counting(threadStarter.cores));
     }
     expect(counts()[0]).toBe(s0);
   });
@@ -260,5 +270,9 @@ describe("fineTune's and selectionEnv's workers option: a pool for the call, sta
     expect(() => createPoolSync('fineTune', 2, 'tensorflow', {}, start)).toThrow(/fineTune: worker 0 failed to start: BackendError: initBackend\('tensorflow'\)/);
     expect(threads.length).toBe(2);
     await vi.waitFor(() => expect(exited).toBe(2));
+  });
+
+  test('a worker module that fails to load fails the synchronous start at once, with its reason (a blocked pool cannot see the error event)', () => {
+    expect(() => createPoolSync('fineTune', 2, 'wasm', {}, startThread("import('file:///nonexistent/sparsetune-worker.js')"))).toThrow(/fineTune: worker 0 failed to start: Cannot find module/);
   });
 });

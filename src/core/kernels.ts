@@ -900,7 +900,8 @@ tf.registerGradient({
   outputsToSave: [false, true],
   gradFunc: (dy, saved) => {
     const [dLoss] = dy as tf.Tensor[];
-    return { logits: () => tf.mul(dLoss!, saved[0]!) };
+    // Labels computed from what is differentiated (pseudo-labels, argMax of the logits) get zero, as tfjs's one-hot gives its indices.
+    return { logits: () => tf.mul(dLoss!, saved[0]!), labels: () => tf.zeros([saved[0]!.shape[0]!]) };
   },
 });
 

@@ -1,16 +1,23 @@
 /**
  * The worker thread of {@link workerPool}: the pool's worker
  * (parallel/serve.ts) on Node's `worker_threads` messages. A backend that
- * fails to come up throws here, which the pool sees as the thread's error.
+ * fails to come up is reported twice, and the thread then ends: through the
+ * mailbox by `startWorker` (for a pool that waits blocked, `fineTune`'s
+ * `workers` option) and as a `ready: false` message (for `workerPool`,
+ * which listens).
  *
  * @module
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { startWorker, type Request, type WorkerInit } from '../parallel/index.js';
+import { startWorker, type Ready, type Request, type WorkerInit } from '../parallel/index.js';
 
 const init = workerData as WorkerInit | undefined;
 if (parentPort !== null && init?.mailbox !== undefined) {
-  const handle = await startWorker(init);
-  parentPort.on('message', (r: Request) => handle(r));
-  parentPort.postMessage({ ready: true });
+  try {
+    const handle = await startWorker(init);
+    parentPort.on('message', (r: Request) => handle(r));
+    parentPort.postMessage({ ready: true } satisfies Ready);
+  } catch (e) {
+    parentPort.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready);
+  }
 }

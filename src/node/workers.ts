@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName } from '../core/backend.js';
 import { BackendError } from '../core/index.js';
-import { createPool, createPoolSync, poolRuns, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
+import { createPool, createPoolSync, MAILBOX_BYTES, poolRuns, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
 import type { PoolStarter } from '../selection/pools.js';
 
 /** Where a worker's code is: the compiled worker.js beside this file, or from source through tsx (tests, benchmarks). */
@@ -79,14 +79,28 @@ export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool>
   });
 }
 
-/** Starts worker `k` at once; its start is awaited through shared memory (createPoolSync). */
-function startThread(k: number, init: WorkerInit, onFailure: (e: Error) => void): PoolThread {
-  const { entry, eval: isEval } = workerEntry();
-  const w = new Worker(entry, { eval: isEval, workerData: init });
+/**
+ * Starts worker `k` at once; its start is awaited through shared memory
+ * (createPoolSync), which also has to carry a module that fails to load
+ * (a bundle without worker.js, say): the blocked pool cannot see the
+ * thread's error event. So the module is loaded by a small script that
+ * writes such a failure into the mailbox as protocol.ts lays it out
+ * (status 1, no name, the message from byte 64) and counts the worker as
+ * started. A backend that fails is reported by the worker itself.
+ */
+export const startThread = (load = defaultLoad()) => (k: number, init: WorkerInit, onFailure: (e: Error) => void): PoolThread => {
+  const report = `(e) => { const d = require('node:worker_threads').workerData; const text = new TextEncoder().encode(String((e && e.message) || e)).subarray(0, ${MAILBOX_BYTES - 64}); new Uint8Array(d.mailbox, 64).set(text); new Int32Array(d.mailbox, 0, 3).set([1, 0, text.length]); const s = new Int32Array(d.signal); Atomics.add(s, 2, 1); Atomics.notify(s, 2); }`;
+  const w = new Worker(`${load}.catch(${report})`, { eval: true, workerData: init });
   w.on('error', (e) => onFailure(new BackendError(`worker ${k} failed: ${e.message}`)));
   w.on('exit', (code) => onFailure(new BackendError(`worker ${k} exited (code ${code})`)));
   w.unref();
   return { post: (r) => w.postMessage(r), terminate: async () => void (await w.terminate()) };
+};
+
+/** A script expression that imports the worker module (a promise). */
+function defaultLoad(): string {
+  const { entry, eval: isEval } = workerEntry();
+  return isEval ? (entry as string) : `import(${JSON.stringify(String(entry))})`;
 }
 
 /** The starter behind `fineTune`'s and `selectionEnv`'s `workers` option, registered by this entry. */
@@ -95,7 +109,7 @@ export const threadStarter: PoolStarter = {
   start(workers, caller) {
     const current = tf.getBackend();
     const backend: BackendName = current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm';
-    return createPoolSync(caller, workers, backend, {}, startThread);
+    return createPoolSync(caller, workers, backend, {}, startThread());
   },
   runs: poolRuns,
 };

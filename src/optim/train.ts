@@ -171,7 +171,8 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
    * Worker threads for this call (Node, where `sparsetune/node` is
    * imported): `n` starts that many, as `workerPool` does, for this run and
    * its selector, and stops them after; `'auto'` takes the machine's cores
-   * where a pool pays for its start-up of a second or two (two cores or
+   * (no more than a batch has shards of 16 samples) where a pool pays for
+   * its start-up of a second or two (two cores or
    * more, batches of 32 or more, 4,096 samples or more over the run) and
    * can run the model and loss, and this thread otherwise. Default: this
    * thread, so that a run's result does not depend on the machine it runs
@@ -346,7 +347,8 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   if (o.workers !== undefined && o.parallel !== undefined) throw new ConfigError('fineTune: give workers or parallel, not both');
   // 'auto': a pool where it pays for its start-up (a second or two) and can run this model and loss.
   const worthIt = () => (o.batchSize ?? 32) >= 32 && (o.epochs ?? 10) * (o.train?.n ?? 0) >= 4096 && poolRunsModel(o.model as Model<Shape, number, number>, o.loss);
-  const workers = workersFor('fineTune', o.workers, worthIt);
+  // A batch is split into shards of at least 16 samples (the pool's minShard): more threads would idle.
+  const workers = workersFor('fineTune', o.workers, worthIt, Math.floor((o.batchSize ?? 32) / 16));
   if (workers === 1) return fineTuneOn(o, o.parallel);
   const pool = startPool(workers, 'fineTune');
   try {

@@ -177,7 +177,8 @@ function shareData(set: DataSet<SampleShape, Labels>): SharedData {
 export async function createPool(caller: string, n: number, backend: BackendName, options: PoolOptions, spawn: Spawn): Promise<WorkerPool> {
   const p = prepare(caller, n, backend, options);
   const threads: PoolThread[] = [];
-  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => spawn(k, p.initOf(k), p.onFailure)));
+  // Through a promise, so that a spawn that throws (no more threads) still lets the ones before it be stopped.
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => Promise.resolve().then(() => spawn(k, p.initOf(k), p.onFailure))));
   for (const r of started) if (r.status === 'fulfilled') threads.push(r.value);
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
@@ -213,7 +214,7 @@ export function createPoolSync(caller: string, n: number, backend: BackendName, 
     const r = readReply(p.mailboxes[k]!);
     if (!r.ok) {
       stop();
-      throw new BackendError(`${caller}: worker ${k} failed to start: ${r.name}: ${r.message}`);
+      throw new BackendError(`${caller}: worker ${k} failed to start: ${r.name === '' ? '' : `${r.name}: `}${r.message}`);
     }
   }
   return poolOf(p, threads);

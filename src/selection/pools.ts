@@ -37,14 +37,16 @@ export function setPoolStarter(s: PoolStarter | undefined): void {
 
 /**
  * Resolves a `workers` option to a worker count, or to 1 where no pool
- * should start: `'auto'` asks for the machine's cores where `worthIt` says
- * a pool pays for its start-up (and runs the job); a number asks for that
- * many, and needs the starter `sparsetune/node` registers.
+ * should start: `'auto'` asks for the machine's cores (at most `useful`,
+ * what the job can keep busy) where `worthIt` says a pool pays for its
+ * start-up (and runs the job); a number asks for that many, and needs the
+ * starter `sparsetune/node` registers.
  * @internal
  */
-export function workersFor(caller: string, workers: number | 'auto' | undefined, worthIt: () => boolean): number {
+export function workersFor(caller: string, workers: number | 'auto' | undefined, worthIt: () => boolean, useful = Infinity): number {
   if (workers === undefined) return 1;
-  if (workers === 'auto') return starter !== undefined && starter.cores > 1 && worthIt() ? starter.cores : 1;
+  // 'auto' starts no more threads than the job can use (a batch's shards, a pass's batches).
+  if (workers === 'auto') return starter !== undefined && starter.cores > 1 && useful > 1 && worthIt() ? Math.min(starter.cores, useful) : 1;
   if (!Number.isSafeInteger(workers) || workers < 1) throw new ConfigError(`${caller}: workers must be a positive integer or 'auto', got ${String(workers)}`);
   if (workers > 1 && starter === undefined) {
     throw new ConfigError(`${caller}: workers: ${workers} starts worker threads, which needs \`import 'sparsetune/node'\` (Node); in a browser, pass parallel: await webWorkerPool({ … }) instead`);

@@ -104,7 +104,8 @@ export interface SelectionEnvOptions<I extends Shape = Shape, S extends SampleSh
   /**
    * Worker threads for each gradient pass (Node, where `sparsetune/node`
    * is imported): `n` starts that many for the pass and stops them after;
-   * `'auto'` takes the machine's cores where the pass is long enough to pay
+   * `'auto'` takes the machine's cores (no more than the pass has batches)
+   * where the pass is long enough to pay
    * for their start-up (4 batches or more, 256 samples or more) and this
    * thread otherwise. Default: this thread. Not with `parallel`.
    */
@@ -202,7 +203,7 @@ function gradientPass(env: SelectionEnv, name: string, options: GradientOptions,
   const ps = paths(env.spec);
   const r = rng(env.seed).fork(name);
   const total = Math.ceil(Math.min(data.n, maxSamples) / batchSize);
-  const workers = env.parallel === undefined ? workersFor(name, env.workers, () => total >= 4 && Math.min(data.n, maxSamples) >= 256 && poolRunsModel(model, undefined)) : 1;
+  const workers = env.parallel === undefined ? workersFor(name, env.workers, () => total >= 4 && Math.min(data.n, maxSamples) >= 256 && poolRunsModel(model, undefined), total) : 1;
   const pool = workers > 1 ? startPool(workers, name) : undefined;
   const engine = env.parallel ?? pool;
   if (engine !== undefined) {
