@@ -60,6 +60,18 @@ test('webWorkerPool names what is wrong: no create function, a worker whose back
   await expect(webWorkerPool({ workers: 2, create: () => fakeWebWorker({ throwAtStart: true }) })).rejects.toThrow(/failed to start: this worker script is broken/);
 });
 
+test('a create that throws (no more threads) rejects the pool and stops the workers started before it', async () => {
+  let stopped = 0;
+  let calls = 0;
+  const create = (): WebWorkerLike => {
+    if (calls++ === 1) throw new RangeError('no more threads');
+    const w = fakeWebWorker();
+    return { ...w, terminate: () => (stopped++, w.terminate()) };
+  };
+  await expect(webWorkerPool({ workers: 2, create })).rejects.toThrow('no more threads');
+  expect(stopped).toBe(1);
+});
+
 test('a reply crosses the mailbox intact: numbers exactly, error names and messages as long as the mailbox holds, cut at its size', () => {
   const mailbox = new SharedArrayBuffer(MAILBOX_BYTES);
   const text = fc.string({ unit: 'grapheme', maxLength: 300 });
