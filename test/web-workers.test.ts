@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { ConfigError, fineTune, gps, mlp, sgd, webWorkerPool, type Params, type WebWorkerLike, type WorkerPool } from '../src/index.js';
+import { ConfigError, fineTune, gps, mlp, servePoolWorker, sgd, webWorkerPool, type Params, type WebWorkerLike, type WorkerPool } from '../src/index.js';
 import { workerPool } from '../src/node/index.js';
 import { MAILBOX_BYTES, readReply, writeReply, type Reply } from '../src/parallel/index.js';
 
@@ -58,6 +58,19 @@ test('webWorkerPool names what is wrong: no create function, a worker whose back
   // No native TensorFlow here: the worker reports initBackend's error, and the pool stops the one that did start.
   await expect(webWorkerPool({ workers: 1, backend: 'tensorflow', create: () => fakeWebWorker() })).rejects.toThrow(/worker 0 failed to start: BackendError: initBackend\('tensorflow'\)/);
   await expect(webWorkerPool({ workers: 2, create: () => fakeWebWorker({ throwAtStart: true }) })).rejects.toThrow(/failed to start: this worker script is broken/);
+});
+
+test("servePoolWorker refuses to run outside a worker: in Node's main thread, and on a page (a window has addEventListener and postMessage too)", () => {
+  expect(() => servePoolWorker()).toThrow(new ConfigError('servePoolWorker: call it in a Web Worker started by webWorkerPool'));
+  const page = globalThis as unknown as Record<string, unknown>;
+  Object.assign(page, { addEventListener: () => {}, postMessage: () => {}, document: {} });
+  try {
+    expect(() => servePoolWorker()).toThrow(ConfigError);
+  } finally {
+    delete page['addEventListener'];
+    delete page['postMessage'];
+    delete page['document'];
+  }
 });
 
 test('a create that throws (no more threads) rejects the pool and stops the workers started before it', async () => {

@@ -323,7 +323,8 @@ interface WorkerScope {
  */
 export function servePoolWorker(): void {
   const scope = globalThis as unknown as WorkerScope;
-  if (typeof scope.addEventListener !== 'function' || typeof scope.postMessage !== 'function') {
+  // A page's window has both methods too; only a worker has no document.
+  if (typeof scope.addEventListener !== 'function' || typeof scope.postMessage !== 'function' || 'document' in globalThis) {
     throw new ConfigError('servePoolWorker: call it in a Web Worker started by webWorkerPool');
   }
   let handler: ((r: Request) => void) | undefined;
