@@ -243,6 +243,8 @@ describe("fineTune's and selectionEnv's workers option: a pool for the call, sta
     const [s0] = counts();
     expect(() => run({ workers: 2, parallel: two })).toThrow(new ConfigError('fineTune: give workers or parallel, not both'));
     expect(() => run({ workers: 0 })).toThrow("fineTune: workers must be a positive integer or 'auto', got 0");
+    // A bad option is refused before any thread starts.
+    expect(() => run({ workers: 2, learningRate: -1 })).toThrow('fineTune: learningRate must be a finite number > 0, got -1');
     expect(() => selectionEnv({ model, params, data: train, workers: 1.5 })).toThrow(ConfigError);
     // Without sparsetune/node (as in a browser) no thread can start: a number is refused, 'auto' stays in this thread.
     setPoolStarter(undefined);

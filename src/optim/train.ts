@@ -349,18 +349,19 @@ export function fineTune<I extends Shape, S extends SampleShape, V extends Sampl
   const worthIt = () => (o.batchSize ?? 32) >= 32 && (o.epochs ?? 10) * (o.train?.n ?? 0) >= 4096 && poolRunsModel(o.model as Model<Shape, number, number>, o.loss);
   // A batch is split into shards of at least 16 samples (the pool's minShard): more threads would idle.
   const workers = workersFor('fineTune', o.workers, worthIt, Math.floor((o.batchSize ?? 32) / 16));
-  if (workers === 1) return fineTuneOn(o, o.parallel);
-  const pool = startPool(workers, 'fineTune');
+  if (workers === 1) return fineTuneOn(o, () => o.parallel);
+  let pool: ReturnType<typeof startPool> | undefined;
   try {
-    return fineTuneOn(o, pool);
+    // Started once the options are checked: a bad one costs no thread.
+    return fineTuneOn(o, () => (pool ??= startPool(workers, 'fineTune')));
   } finally {
     // Its threads do not hold the process; they go when terminated.
-    void pool.terminate();
+    void pool?.terminate();
   }
 }
 
-/** {@link fineTune}, its gradients computed in `parallel` when given. */
-function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShape = S, L extends Labels = Int32Array>(o: FineTuneOptions<I, S, V, L>, parallel: GradientEngine | undefined): FineTuneResult {
+/** {@link fineTune}, its gradients computed in the engine `parallelOf` gives (called once, after the checks), if any. */
+function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShape = S, L extends Labels = Int32Array>(o: FineTuneOptions<I, S, V, L>, parallelOf: () => GradientEngine | undefined): FineTuneResult {
   const { model } = o;
   const epochs = o.epochs ?? 10;
   const batchSize = o.batchSize ?? 32;
@@ -389,6 +390,7 @@ function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShap
     throw new ConfigError(`fineTune: labelSmoothing must be in [0, 1), got ${String(o.labelSmoothing)}`);
   }
   if (nonFinite !== 'error' && nonFinite !== 'skip') throw new ConfigError(`fineTune: nonFinite must be 'error' or 'skip', got ${String(nonFinite)}`);
+  const parallel = parallelOf();
   let mask = typeof o.mask === 'function' ? select(o.mask, selectionEnv({ model, params: o.params, data: o.train, seed, ...(parallel ? { parallel } : {}) })) : o.mask;
   assertMaskFor(model.spec, mask, 'fineTune');
   if (paths(mask.spec).every((p) => countOnes(mask.bits[p]!) === 0)) throw new MaskError('fineTune: the mask selects nothing to train');
