@@ -25,3 +25,9 @@ try {
 } finally {
   await pool.terminate();
 }
+
+// fineTune's workers option: threads started synchronously through a bootstrap of dist/node/worker.js, stopped after.
+const opt = fineTune({ model, params, mask, train, epochs: 1, batchSize: 32, progressBar: false, workers: 2 });
+const ref = fineTune({ model, params, mask, train, epochs: 1, batchSize: 32, progressBar: false });
+if (Math.abs(opt.history[0].loss - ref.history[0].loss) > 1e-4) throw new Error(`workers option: loss ${opt.history[0].loss}, one thread ${ref.history[0].loss}`);
+console.log(JSON.stringify({ workersOption: 2, loss: opt.history[0].loss }));
