@@ -23,16 +23,20 @@ const browser = await puppeteer.launch({
   headless: true,
   args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`],
 });
-try {
+/** Opens `url` in a new page and waits for its #result; returns the page, what it reported, and the errors it showed. */
+async function run(url) {
   const page = await browser.newPage();
   await page.setViewport({ width: 900, height: 720 });
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && errors.push(`console error: ${m.text()}`));
   page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
-  await page.goto(server.url, { waitUntil: 'load' });
+  await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector('#result[data-done="1"]', { timeout: 240_000 });
-  const result = JSON.parse(await page.$eval('#result', (el) => el.textContent));
+  return { page, errors, result: JSON.parse(await page.$eval('#result', (el) => el.textContent)) };
+}
+try {
+  const { page, errors, result } = await run(server.url);
   if (process.argv[2]) await page.screenshot({ path: process.argv[2] });
   console.log('browser: page reported', JSON.stringify(result));
   assert.deepEqual(errors, []);
@@ -56,14 +60,7 @@ try {
   // The worker-pool page (workers/, served cross-origin isolated): a trainer
   // in a dedicated worker selects and fine-tunes on one thread and on two pool workers.
   const t1 = performance.now();
-  const pool = await browser.newPage();
-  const poolErrors = [];
-  pool.on('pageerror', (e) => poolErrors.push(`page error: ${e.message}`));
-  pool.on('console', (m) => m.type() === 'error' && poolErrors.push(`console error: ${m.text()}`));
-  pool.on('requestfailed', (r) => poolErrors.push(`request failed: ${r.url()}`));
-  await pool.goto(`${server.url}workers/`, { waitUntil: 'load' });
-  await pool.waitForSelector('#result[data-done="1"]', { timeout: 240_000 });
-  const r = JSON.parse(await pool.$eval('#result', (el) => el.textContent));
+  const { errors: poolErrors, result: r } = await run(`${server.url}workers/`);
   console.log('browser: the worker-pool page reported', JSON.stringify({ ...r, loss: undefined }));
   assert.deepEqual(poolErrors, []);
   assert.equal(r.error, undefined);

@@ -19,8 +19,9 @@ import { BackendError, ConfigError, DataError, leafSize, MaskError, paths, Shape
 import type { DataSet, Labels, SampleShape } from '../data/index.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import type { ImportedModel } from '../keras/index.js';
-import type { GradientEngine, GradientTrainer, Scores, ScoresJob, TrainerJob } from '../selection/index.js';
-import { buildModel, MAILBOX_BYTES, readReply, type LossDescription, type ModelDescription, type Reply, type Request, type SharedData, type SharedParams, type WorkerInit } from './protocol.js';
+import { maskToIndices, type GradientEngine, type GradientTrainer, type Scores, type ScoresJob, type TrainerJob } from '../selection/index.js';
+import { hostView } from '../core/hostsums.js';
+import { buildModel, leafArrays, MAILBOX_BYTES, readReply, type LossDescription, type ModelDescription, type Reply, type Request, type SharedData, type SharedParams, type WorkerInit } from './protocol.js';
 
 /**
  * Options of a worker pool (`workerPool` in `sparsetune/node`, {@link webWorkerPool} in a browser).
@@ -331,7 +332,8 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
     const x = data.images.slice(0, count * per);
     const shape = [count, ...data.shape];
     const mine = tf.tidy(() => {
-      const ps = Object.fromEntries(params.paths.map((p, i) => [p, tf.tensor(new Float32Array(params.buffer, params.offsets[i]! * 4, params.shapes[i]!.reduce((a, b) => a * b, 1)), [...params.shapes[i]!])]));
+      const leaves = leafArrays(params);
+      const ps = Object.fromEntries(params.paths.map((p, i) => [p, tf.tensor(leaves[i]!, [...params.shapes[i]!])]));
       return model.apply(ps, tf.tensor(x, shape) as never).logits;
     });
     const ours = mine.dataSync();
@@ -356,9 +358,9 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
       const data = shareData(job.data);
       const m = Math.min(n, job.batches.length);
       if (m === 0) return Object.fromEntries(order.map((p) => [p, new Float32Array(leafSize(job.spec[p]!))]));
-      // Round-robin keeps the workers' loads within one batch of each other.
       const total = params.buffer.byteLength / 4;
       const out = new SharedArrayBuffer(m * total * 4);
+      // Round-robin keeps the workers' loads within one batch of each other.
       const requests = Array.from({ length: m }, (_, k) => {
         const mine = job.batches.flatMap((indices, b) => (b % m === k ? [{ b, indices }] : []));
         const r: Request = { op: 'scores', model: d, params, data, batches: mine, seed: job.seed, name: job.name, loss: job.loss, temperature: job.temperature, square: job.square, out: new Float32Array(out, k * total * 4, total) };
@@ -380,15 +382,9 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
       const params = shareParams(paths(job.model.spec), job.params);
       verify(job.model, d, params, job.train);
       const data = shareData(job.train);
-      const selected = job.trainable.map((p) => {
-        const bits = job.mask.bits[p]!;
-        let count = 0;
-        for (const b of bits) count += b;
-        if (count === bits.length) return null;
-        const idx = new Int32Array(count);
-        for (let i = 0, j = 0; i < bits.length; i++) if (bits[i]) idx[j++] = i;
-        return idx;
-      });
+      // Per trainable leaf its selected indices, or null where the whole leaf trains.
+      const indices = maskToIndices(job.mask);
+      const selected = job.trainable.map((p) => (indices[p]!.length === job.mask.bits[p]!.length ? null : indices[p]!));
       const sizes = job.trainable.map((p, i) => selected[i]?.length ?? leafSize(job.model.spec[p]!));
       const total = sizes.reduce((a, b) => a + b, 0);
       const valuesBuffer = new SharedArrayBuffer(total * 4);
@@ -413,7 +409,8 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
           if (!open) throw new BackendError(`${caller}: this fine-tuning run has ended`);
           let at = 0;
           job.trainable.forEach((p, i) => {
-            const host = current[p]!.dataSync() as Float32Array;
+            // Read in place (no copy out of wasm's heap), then copied into the shared values at once.
+            const host = hostView(current[p]!);
             const idx = selected[i];
             if (idx === null || idx === undefined) values.set(host, at);
             else for (let j = 0; j < idx.length; j++) values[at + j] = host[idx[j]!]!;

@@ -24,6 +24,11 @@ export interface SharedParams {
   readonly buffer: SharedArrayBuffer;
 }
 
+/** Views of the shared buffer as one Float32Array per leaf. */
+export function leafArrays(s: SharedParams): Float32Array[] {
+  return s.paths.map((_, i) => new Float32Array(s.buffer, s.offsets[i]! * 4, s.shapes[i]!.reduce((a, b) => a * b, 1)));
+}
+
 /** A data set whose arrays live in shared buffers. */
 export interface SharedData {
   readonly images: Float32Array;

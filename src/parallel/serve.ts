@@ -12,12 +12,13 @@
 import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../core/backend.js';
+import { hostView } from '../core/hostsums.js';
 import { ConfigError, gradsThroughProbes, keepBasePacked, rng, sparseGradEntries, type BasePacked, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { importLayersModel, weightName, type ImportedModel } from '../keras/import.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
-import { buildModel, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+import { buildModel, leafArrays, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
 
 /** The last Keras model this worker rebuilt, by the pool's number for it. */
 let keras: { readonly id: number; readonly model: ImportedModel } | undefined;
@@ -63,11 +64,6 @@ function modelOf(d: ModelDescription): Model<Shape, number, number> {
   if (d.name !== 'keras') return buildModel(d);
   if (keras?.id !== d.id) throw new ConfigError(`worker: Keras model ${d.id} was not loaded`);
   return keras.model;
-}
-
-/** Views of the shared buffer as one Float32Array per leaf. */
-function leafArrays(s: SharedParams): Float32Array[] {
-  return s.paths.map((_, i) => new Float32Array(s.buffer, s.offsets[i]! * 4, s.shapes[i]!.reduce((a, b) => a * b, 1)));
 }
 
 function tensorsOf(s: SharedParams): Params {
@@ -161,7 +157,7 @@ function trainBegin(r: Extract<Request, { op: 'trainBegin' }>): Reply {
     leaves: at.map((i) => new Float32Array(all[i]!)),
     selected: r.selected,
     values: new Float32Array(r.values),
-    grads: new Float32Array(r.grads, r.gradsAt * 4, new Float32Array(r.values).length),
+    grads: new Float32Array(r.grads, r.gradsAt * 4, r.values.byteLength / 4),
     data: r.data as unknown as DataSet<SampleShape, Labels>,
     loss: lossFn(r.loss),
   });
@@ -204,7 +200,8 @@ function trainStep(r: Extract<Request, { op: 'trainStep' }>): Reply {
     }
     let out = 0;
     grads.forEach((g, i) => {
-      const host = g.dataSync() as Float32Array;
+      // Read in place (no copy out of wasm's heap), copied into the shared gradients at once.
+      const host = hostView(g);
       const idx = run.selected[i];
       if (idx === null || idx === undefined || on.has(i)) {
         run.grads.set(host, out);
