@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { ConfigError, fineTune, gps, mlp, servePoolWorker, sgd, webWorkerPool, type Params, type WebWorkerLike, type WorkerPool } from '../src/index.js';
+import { BackendError, ConfigError, fineTune, gps, mlp, servePoolWorker, sgd, webWorkerPool, type Params, type WebWorkerLike, type WorkerPool } from '../src/index.js';
 import { workerPool } from '../src/node/index.js';
 import { MAILBOX_BYTES, readReply, writeReply, type Reply } from '../src/parallel/index.js';
 
@@ -85,11 +85,42 @@ test('a create that throws (no more threads) rejects the pool and stops the work
   expect(stopped).toBe(1);
 });
 
+test('a worker script that never serves fails the start after the timeout (not never), and every worker is stopped', async () => {
+  let stopped = 0;
+  const create = (): WebWorkerLike => {
+    const w = fakeWebWorker({ silent: true });
+    return { ...w, terminate: () => (stopped++, w.terminate()) };
+  };
+  await expect(webWorkerPool({ workers: 2, timeoutMs: 300, create })).rejects.toThrow(/webWorkerPool: worker 0 did not start within 300 ms \(does its script call servePoolWorker\(\)\?\)/);
+  expect(stopped).toBe(2);
+});
+
+test('a worker that crashes mid-run (an error no request caught) fails the run at once with a BackendError naming it, and the pool is stopped', async () => {
+  const pool = await webWorkerPool({ workers: 2, minShard: 1, timeoutMs: 60_000, create: () => fakeWebWorker({ crashOn: { op: 'trainStep', nth: 3 } }) });
+  try {
+    // Without the worker's report the blocked pool would wait out its timeout (10 minutes) instead.
+    // Both workers crash on their third step; which is seen first is the threads' race.
+    const run = () => fineTune({ model, params, mask: gps({ k: 1 }), train, epochs: 2, batchSize: 8, optimizer: sgd(0.1), progressBar: false, parallel: pool });
+    const error = (() => {
+      try {
+        run();
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as Error).message).toMatch(/^webWorkerPool: worker [01] died: RangeError: injected crash; the pool is stopped$/);
+    expect(() => pool.tensors()).toThrow('webWorkerPool: the pool has been terminated');
+  } finally {
+    await pool.terminate();
+  }
+});
+
 test('a reply crosses the mailbox intact: numbers exactly, error names and messages as long as the mailbox holds, cut at its size', () => {
   const mailbox = new SharedArrayBuffer(MAILBOX_BYTES);
   const text = fc.string({ unit: 'grapheme', maxLength: 300 });
   fc.assert(
-    fc.property(fc.oneof(fc.record({ ok: fc.constant(true as const), value: fc.double() }), fc.record({ ok: fc.constant(false as const), name: fc.string({ maxLength: 40 }), message: text })), (reply: Reply) => {
+    fc.property(fc.oneof(fc.record({ ok: fc.constant(true as const), value: fc.double() }), fc.record({ ok: fc.constant(false as const), name: fc.string({ maxLength: 40 }), message: text, died: fc.constant(true as const) }, { requiredKeys: ['ok', 'name', 'message'] })), (reply: Reply) => {
       writeReply(mailbox, reply);
       expect(readReply(mailbox)).toEqual(reply);
     }),

@@ -274,6 +274,29 @@ describe("fineTune's and selectionEnv's workers option: a pool for the call, sta
     await vi.waitFor(() => expect(exited).toBe(2));
   });
 
+  test.each([
+    ['exit', /^fineTune: worker [01] exited \(code 9\); the pool is stopped$/],
+    ['throw', /^fineTune: worker [01] died: RangeError: injected crash; the pool is stopped$/],
+  ])('a worker whose thread ends mid-run (%s) fails the run at once with a BackendError naming it, not after the 10-minute timeout; the pool is stopped', (how, message) => {
+    const fixture = new URL('./fixtures/dying-worker.ts', import.meta.url).href;
+    const load = `(globalThis.sparsetuneDie = ${JSON.stringify(how)}, import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(fixture)}); }))`;
+    // A timeout of a minute: a pool that missed the death would fail with another message, sooner than the test's own timeout.
+    const pool = createPoolSync('fineTune', 2, 'wasm', { minShard: 1, timeoutMs: 60_000 }, startThread(load));
+    try {
+      let error: unknown;
+      try {
+        tune(pool, fullMask());
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(BackendError);
+      expect((error as Error).message).toMatch(message);
+      expect(() => pool.tensors()).toThrow('fineTune: the pool has been terminated');
+    } finally {
+      void pool.terminate();
+    }
+  });
+
   test('a worker module that fails to load fails the synchronous start at once, with its reason (a blocked pool cannot see the error event)', () => {
     expect(() => createPoolSync('fineTune', 2, 'wasm', {}, startThread("import('file:///nonexistent/sparsetune-worker.js')"))).toThrow(/fineTune: worker 0 failed to start: Cannot find module/);
   });

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName } from '../core/backend.js';
 import { BackendError } from '../core/index.js';
-import { createPool, createPoolSync, MAILBOX_BYTES, poolRuns, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
+import { createPool, createPoolSync, MAILBOX_BYTES, poolRuns, startWithin, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
 import type { PoolStarter } from '../selection/pools.js';
 
 /** Where a worker's code is: the compiled worker.js beside this file, or from source through tsx (tests, benchmarks). */
@@ -51,7 +51,7 @@ export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool>
   const current = tf.getBackend();
   const backend: BackendName = options.backend ?? (current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm');
   const { entry, eval: isEval } = workerEntry();
-  return createPool('workerPool', options.workers ?? availableParallelism(), backend, options, (k, init, onFailure) => {
+  return createPool('workerPool', options.workers ?? availableParallelism(), backend, options, (k, init, onFailure, startMs) => {
     const w = new Worker(entry, { eval: isEval, workerData: init });
     const started = new Promise<void>((resolve, reject) => {
       w.once('message', (m: Ready) => (m.ready ? resolve() : reject(new BackendError(`workerPool: worker ${k} failed to start: ${m.message}`))));
@@ -62,7 +62,7 @@ export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool>
       post: (r: Parameters<Worker['postMessage']>[0]) => w.postMessage(r),
       terminate: async () => void (await w.terminate()),
     };
-    return started.then(
+    const up = started.then(
       () => {
         w.removeAllListeners();
         w.on('error', (e) => onFailure(new BackendError(`workerPool: worker ${k} failed: ${e.message}`)));
@@ -76,6 +76,7 @@ export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool>
         throw e;
       },
     );
+    return startWithin('workerPool', k, startMs, up, () => void w.terminate());
   });
 }
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { BackendError, ConfigError } from '../core/index.js';
-import { createPool, type PoolOptions, type WorkerPool } from './pool.js';
+import { createPool, startWithin, type PoolOptions, type PoolThread, type WorkerPool } from './pool.js';
 import type { Ready, Request } from './protocol.js';
 
 /**
@@ -76,10 +76,10 @@ export interface WebWorkerPoolOptions extends PoolOptions {
 export async function webWorkerPool(options: WebWorkerPoolOptions): Promise<WorkerPool> {
   if (typeof options?.create !== 'function') throw new ConfigError('webWorkerPool: create must be a function that starts a Web Worker running servePoolWorker()');
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  return createPool('webWorkerPool', options.workers ?? cores ?? 1, options.backend ?? 'wasm', options, (k, init, onFailure) => {
+  return createPool('webWorkerPool', options.workers ?? cores ?? 1, options.backend ?? 'wasm', options, (k, init, onFailure, startMs) => {
     const w = options.create();
     let state: 'starting' | 'running' | 'failed' = 'starting';
-    return new Promise((resolve, reject) => {
+    const started = new Promise<PoolThread>((resolve, reject) => {
       w.addEventListener('message', (e) => {
         if (state !== 'starting') return;
         const m = e.data as Ready;
@@ -101,5 +101,9 @@ export async function webWorkerPool(options: WebWorkerPoolOptions): Promise<Work
       });
       w.postMessage(init);
     });
+    return startWithin('webWorkerPool', k, startMs, started, () => {
+      state = 'failed';
+      w.terminate();
+    }, ' (does its script call servePoolWorker()?)');
   });
 }

@@ -44,7 +44,12 @@ export interface PoolOptions {
    * model's per-call overhead) outweighs what a second core gains.
    */
   readonly minShard?: number;
-  /** Longest one request may take, in ms, before the pool gives up with a `BackendError` and stops its workers (default 10 minutes). */
+  /**
+   * Longest one request may take, in ms, before the pool gives up with a
+   * `BackendError` and stops its workers (default 10 minutes). A worker
+   * also has this long to start, at most 2 minutes. A worker whose thread
+   * dies (an uncaught error, an exit) fails the request at once.
+   */
   readonly timeoutMs?: number;
 }
 
@@ -85,7 +90,23 @@ export interface PoolThread {
  * rejects with a `BackendError` if the worker fails to start). A failure
  * after that goes to `onFailure`.
  */
-export type Spawn = (k: number, init: WorkerInit, onFailure: (e: Error) => void) => Promise<PoolThread>;
+export type Spawn = (k: number, init: WorkerInit, onFailure: (e: Error) => void, startMs: number) => Promise<PoolThread>;
+
+/**
+ * `started`, or a `BackendError` once `ms` have passed; a thread that
+ * starts after that is stopped (a worker script that never serves would
+ * otherwise leave the pool's start pending for ever).
+ */
+export function startWithin(caller: string, k: number, ms: number, started: Promise<PoolThread>, stop: () => void, hint = ''): Promise<PoolThread> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      stop();
+      reject(new BackendError(`${caller}: worker ${k} did not start within ${ms} ms${hint}`));
+    }, ms);
+  });
+  return Promise.race([started, late]).finally(() => clearTimeout(timer));
+}
 
 const MODELS = new Set(['mlp', 'cnn', 'vit']);
 const ERRORS: Readonly<Record<string, new (message: string) => Error>> = { ConfigError, ShapeError, SpecError, MaskError, DataError, BackendError };
@@ -179,7 +200,7 @@ export async function createPool(caller: string, n: number, backend: BackendName
   const p = prepare(caller, n, backend, options);
   const threads: PoolThread[] = [];
   // Through a promise, so that a spawn that throws (no more threads) still lets the ones before it be stopped.
-  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => Promise.resolve().then(() => spawn(k, p.initOf(k), p.onFailure))));
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, k) => Promise.resolve().then(() => spawn(k, p.initOf(k), p.onFailure, p.startMs))));
   for (const r of started) if (r.status === 'fulfilled') threads.push(r.value);
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
@@ -195,14 +216,16 @@ export async function createPool(caller: string, n: number, backend: BackendName
  * this thread blocks until every worker has reported its backend up (or
  * failed) through shared memory, at most `startMs`.
  */
-export function createPoolSync(caller: string, n: number, backend: BackendName, options: PoolOptions, start: (k: number, init: WorkerInit, onFailure: (e: Error) => void) => PoolThread, startMs = 120_000): WorkerPool {
+export function createPoolSync(caller: string, n: number, backend: BackendName, options: PoolOptions, start: (k: number, init: WorkerInit, onFailure: (e: Error) => void) => PoolThread): WorkerPool {
   const p = prepare(caller, n, backend, options);
+  const { startMs } = p;
   const threads: PoolThread[] = [];
   const stop = () => void Promise.all(threads.map((t) => t.terminate()));
   try {
     for (let k = 0; k < n; k++) threads.push(start(k, p.initOf(k), p.onFailure));
     const deadline = performance.now() + startMs;
     for (let up = Atomics.load(p.sig, 2); up < n; up = Atomics.load(p.sig, 2)) {
+      p.deaths();
       const left = deadline - performance.now();
       if (left <= 0) throw new BackendError(`${caller}: ${n - up} of ${n} workers did not start within ${startMs} ms`);
       Atomics.wait(p.sig, 2, up, Math.min(left, 1000));
@@ -228,10 +251,14 @@ interface Prepared {
   readonly backend: BackendName;
   readonly minShard: number;
   readonly timeoutMs: number;
+  /** How long a worker has to start. */
+  readonly startMs: number;
   readonly sig: Int32Array;
   readonly mailboxes: readonly SharedArrayBuffer[];
   readonly initOf: (k: number) => WorkerInit;
   readonly onFailure: (e: Error) => void;
+  /** Throws a BackendError naming the first worker that died, if one did (reportDeath). */
+  readonly deaths: () => void;
   /** A worker's failure after it started (seen when this thread next runs its event loop). */
   failure?: Error;
 }
@@ -254,8 +281,9 @@ function prepare(caller: string, n: number, backend: BackendName, options: PoolO
     throw new ConfigError(`${caller}: this thread cannot block, and fineTune waits for the workers synchronously; run the pool, and the fine-tuning that uses it, in a dedicated Web Worker, not on the page's main thread`);
   }
 
-  // [0]: replies posted, [1]: selection batches done (workers bump them and notify index 0); [2]: workers started (notified on 2).
-  const signal = new SharedArrayBuffer(12);
+  // [0]: replies posted, [1]: selection batches done (notified on 0); [2]: workers started (on 2); [3]: workers dead (on 0 and 2).
+  const signal = new SharedArrayBuffer(16);
+  const sig = new Int32Array(signal);
   const mailboxes = Array.from({ length: n }, () => new SharedArrayBuffer(MAILBOX_BYTES));
   const p: Prepared = {
     caller,
@@ -263,11 +291,19 @@ function prepare(caller: string, n: number, backend: BackendName, options: PoolO
     backend,
     minShard,
     timeoutMs,
-    sig: new Int32Array(signal),
+    startMs: Math.min(timeoutMs, 120_000),
+    sig,
     mailboxes,
     initOf: (k) => ({ backend, signal, mailbox: mailboxes[k]! }),
     // Seen when this thread next runs its event loop; the next request then fails at once instead of waiting out the timeout.
     onFailure: (e) => (p.failure ??= e),
+    deaths: () => {
+      if (Atomics.load(sig, 3) === 0) return;
+      for (const [k, m] of mailboxes.entries()) {
+        const r = readReply(m);
+        if (!r.ok && r.died) throw new BackendError(`${caller}: worker ${k} ${r.message}; the pool is stopped`);
+      }
+    },
   };
   return p;
 }
@@ -292,6 +328,12 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
     let seen = progress0;
     let callbackError: unknown;
     for (;;) {
+      try {
+        p.deaths();
+      } catch (e) {
+        void stop();
+        throw e;
+      }
       const got = Atomics.load(sig, 0);
       const done = Atomics.load(sig, 1);
       if (onProgress && done !== seen && callbackError === undefined) {

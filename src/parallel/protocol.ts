@@ -93,7 +93,11 @@ export type Request =
 /** What the pool passes each worker at start. */
 export interface WorkerInit {
   readonly backend: BackendName;
-  /** Int32 [0]: replies written, [1]: selection batches done; workers bump them and notify index 0. */
+  /**
+   * Int32 [0]: replies written, [1]: selection batches done (workers bump
+   * them and notify index 0); [2]: workers started (notified on 2); [3]:
+   * workers that died (notified on 0 and 2).
+   */
   readonly signal: SharedArrayBuffer;
   /** This worker's mailbox, {@link MAILBOX_BYTES} long. */
   readonly mailbox: SharedArrayBuffer;
@@ -102,12 +106,12 @@ export interface WorkerInit {
 /** What a worker posts once, when its backend is up (or failed to come up). */
 export type Ready = { readonly ready: true } | { readonly ready: false; readonly name: string; readonly message: string };
 
-/** Mailbox layout: int32 status (0 ok, 1 error), int32 name bytes, int32 message bytes, float64 value at byte 16, UTF-8 text from byte 64. */
+/** Mailbox layout: int32 status (0 ok, 1 error, 2 died), int32 name bytes, int32 message bytes, float64 value at byte 16, UTF-8 text from byte 64. */
 export const MAILBOX_BYTES = 64 + 4096;
 const TEXT_AT = 64;
 
-/** A reply: a number (a loss, a tensor count), or the error a request raised. */
-export type Reply = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly name: string; readonly message: string };
+/** A reply: a number (a loss, a tensor count), the error a request raised, or why the worker's thread ended (`died`). */
+export type Reply = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly name: string; readonly message: string; readonly died?: true };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -127,7 +131,7 @@ export function writeReply(mailbox: SharedArrayBuffer, reply: Reply): void {
   const text = new Uint8Array(mailbox, TEXT_AT, room);
   text.set(name);
   text.set(message, name.length);
-  head[0] = 1;
+  head[0] = reply.died ? 2 : 1;
   head[1] = name.length;
   head[2] = message.length;
 }
@@ -137,7 +141,28 @@ export function readReply(mailbox: SharedArrayBuffer): Reply {
   const head = new Int32Array(mailbox, 0, 3);
   if (head[0] === 0) return { ok: true, value: new Float64Array(mailbox, 16, 1)[0]! };
   const text = new Uint8Array(mailbox, TEXT_AT, head[1]! + head[2]!).slice();
-  return { ok: false, name: decoder.decode(text.subarray(0, head[1])), message: decoder.decode(text.subarray(head[1])) };
+  const r = { ok: false, name: decoder.decode(text.subarray(0, head[1])), message: decoder.decode(text.subarray(head[1])) } as const;
+  return head[0] === 2 ? { ...r, died: true } : r;
+}
+
+/**
+ * Said by a worker whose thread is ending (an uncaught error, an exit):
+ * the pool waits blocked, so it cannot see the thread's events, and would
+ * otherwise wait out its timeout. Marks the mailbox, counts the death in
+ * the signal's [3] and wakes the pool however it waits.
+ */
+export function reportDeath(init: WorkerInit, message: string): void {
+  writeReply(init.mailbox, { ok: false, name: '', message, died: true });
+  const sig = new Int32Array(init.signal);
+  Atomics.add(sig, 3, 1);
+  Atomics.notify(sig, 0);
+  Atomics.notify(sig, 2);
+}
+
+/** How a worker describes the error that ends it. */
+export function fatal(e: unknown): string {
+  const err = e as { name?: unknown; message?: unknown } | undefined;
+  return typeof err?.message === 'string' ? `${typeof err.name === 'string' ? err.name : 'Error'}: ${err.message}` : String(e);
 }
 
 /** Builds a model of `mlp`, `cnn` or `vit` from its description (Keras graphs are rebuilt in the worker: serve.ts). */

@@ -18,7 +18,7 @@ import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '
 import { importLayersModel, weightName, type ImportedModel } from '../keras/import.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
-import { buildModel, leafArrays, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+import { buildModel, fatal, leafArrays, reportDeath, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
 
 /** The last Keras model this worker rebuilt, by the pool's number for it. */
 let keras: { readonly id: number; readonly model: ImportedModel } | undefined;
@@ -299,6 +299,7 @@ export async function startWorker(init: WorkerInit): Promise<(r: Request) => voi
 /** The global scope of a Web Worker, as much of it as a pool worker uses (the library builds without the DOM's types). */
 interface WorkerScope {
   addEventListener(type: 'message', listener: (event: { readonly data: unknown }) => void): void;
+  addEventListener(type: 'error' | 'unhandledrejection', listener: (event: { readonly error?: unknown; readonly message?: string; readonly reason?: unknown }) => void): void;
   postMessage(message: unknown): void;
 }
 
@@ -329,9 +330,13 @@ export function servePoolWorker(): void {
     if (handler !== undefined) return handler(event.data as Request);
     // The first message: the pool's setup. One core per worker: tfjs's own wasm threads would compete with the pool's.
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-    startWorker(event.data as WorkerInit).then(
+    const init = event.data as WorkerInit;
+    startWorker(init).then(
       (h) => {
         handler = h;
+        // An error no request caught leaves this worker in a state nobody knows: the pool, blocked, learns it through the mailbox and stops.
+        scope.addEventListener('error', (e) => reportDeath(init, `died: ${e.error === undefined ? (e.message ?? 'an uncaught error') : fatal(e.error)}`));
+        scope.addEventListener('unhandledrejection', (e) => reportDeath(init, `died: ${fatal(e.reason)}`));
         scope.postMessage({ ready: true } satisfies Ready);
       },
       (e: unknown) => scope.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready),
