@@ -167,3 +167,33 @@ test('re-selection on the sparse-gradient path: the new mask gets its own probes
   expect(tf.memory().numTensors).toBe(before);
   tf.dispose(Object.values(params));
 });
+
+test("a linear-probing step's optimizer is one Adam kernel per leaf, not twelve, and its two leaves are not flattened (that costs more kernels than it saves); 8 small leaves are", async () => {
+  const model = mlp({ input: [28, 28, 1], hidden: [32], classes: 4 });
+  const params = model.init(3);
+  /** The kernels one more epoch (of 3 steps) adds: the steps' own, whatever runs once per run cancels. */
+  const perEpoch = async (mask: FineTuneOptions['mask'], m: FineTuneOptions['model'] = model, p: Params = params) => {
+    const count = async (epochs: number) => {
+      const names = new Map<string, number>();
+      const { kernels } = await tf.profile(() => dispose(fineTune({ model: m, params: p, mask, train: subset(train, [...Array(24).keys()]), epochs, batchSize: 8, progressBar: false }).params, p));
+      for (const k of kernels) names.set(k.name, (names.get(k.name) ?? 0) + 1);
+      return names;
+    };
+    const [a, b] = [await count(1), await count(2)];
+    return new Map([...b].map(([k, v]) => [k, v - (a.get(k) ?? 0)] as const).filter(([, v]) => v !== 0));
+  };
+  const linear = await perEpoch(linearProbe());
+  expect(linear.get('SparsetuneAdam')).toBe(2 * 3);
+  for (const k of ['Sqrt', 'RealDiv', 'Square', 'Concat', 'SplitV']) expect(linear.get(k)).toBeUndefined();
+  // BitFit of this MLP trains a bias and the head: 3 leaves, unflattened.
+  const bias = await perEpoch(bitfit(), model, params);
+  expect(bias.get('SparsetuneAdam')).toBe(3 * 3);
+  // Of a deeper one, 7 biases and the head: 9 small leaves, one AdamW over one vector.
+  const deep = mlp({ input: [28, 28, 1], hidden: [8, 8, 8, 8, 8, 8, 8], classes: 4 });
+  const deepParams = deep.init(3);
+  const flat = await perEpoch(bitfit(), deep, deepParams);
+  expect(flat.get('SparsetuneAdam')).toBe(3);
+  expect(flat.get('Concat')).toBeGreaterThan(0);
+  tf.dispose(Object.values(params));
+  tf.dispose(Object.values(deepParams));
+});

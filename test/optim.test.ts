@@ -10,7 +10,8 @@ import { gps, maskAlgebra, maskOf, countMask } from '../src/selection/index.js';
 import { byRole } from '../src/selection/index.js';
 import { adafactor, adam, adamw, addDecayedWeights, applyIfFinite, applyUpdates, chain, clipByGlobalNorm, constant, cosineDecay, evaluate, exponentialDecay, fineTune, FLAT, flatten, freeze, injectHyperparams, joinSchedules, linearSchedule, linearWarmup, lion, masked, momentum, multiSteps, partition, rmsprop, scaleByAdam, scaleByLearningRate, sgd, sparseState, trainOnly, trainStep, type GradientTransformation, type OptState } from '../src/optim/index.js';
 import { batches } from '../src/data/index.js';
-import { NonFiniteError } from '../src/index.js';
+import { NonFiniteError, useStockGradients } from '../src/index.js';
+import { describeOnBackends } from './gradcheck.js';
 
 const vals = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -417,5 +418,47 @@ describe('flatten', () => {
     // A leaf of its own is checked too.
     expect(() => tx.update({ a: tf.ones([2]), b: tf.ones([9]), c: tf.ones([1]) }, state, params)).toThrow(/'b' \[9\]/);
     expect(() => flatten(adam(0.1), { maxLeafSize: -1 })).toThrow(ConfigError);
+  });
+});
+
+// scaleByAdam runs as one kernel of our own on wasm and cpu (kernels.ts
+// adamStep); tfjs's ops (under useStockGradients) are the reference, and it
+// must equal them bit for bit: every float32 operation rounded where theirs is.
+describeOnBackends((backend) => {
+  const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
+  const run = (stock: boolean, g: number[][], shape: number[], o: { b1: number; b2: number; eps: number }) => {
+    useStockGradients(stock);
+    try {
+      // As fineTune runs it: each update in a tidy.
+      return tf.tidy(() => {
+        const tx = scaleByAdam(o);
+        let state = tx.init({ w: tf.zeros(shape) });
+        const out: number[][] = [];
+        for (const x of g) {
+          const [u, next] = tx.update({ w: tf.tensor(x, shape) }, state, {});
+          out.push(bits(u['w']!), ...(['mu', 'nu'] as const).map((k) => bits((next as { mu: Params; nu: Params })[k]['w']!)));
+          state = next;
+        }
+        return out;
+      });
+    } finally {
+      useStockGradients(false);
+    }
+  };
+  test(`${backend}: scaleByAdam's one-kernel step equals tfjs's ops bit for bit (updates and moments), any gradients and hyperparameters, and leaks nothing`, () => {
+    const f32 = fc.float({ noDefaultInfinity: true, noNaN: true });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }).chain((n) => fc.tuple(fc.constant(n), fc.array(fc.array(f32, { minLength: n, maxLength: n }), { minLength: 1, maxLength: 4 }))),
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        fc.double({ min: 1e-12, max: 1, noNaN: true }),
+        ([n, g], b1, b2, eps) => {
+          const before = tf.memory().numTensors;
+          expect(run(false, g, [n], { b1, b2, eps })).toEqual(run(true, g, [n], { b1, b2, eps }));
+          expect(tf.memory().numTensors).toBe(before);
+        },
+      ),
+    );
   });
 });

@@ -911,3 +911,63 @@ export function fastCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, eps: numb
   const [loss] = tf.engine().runKernel(CROSS_ENTROPY, { logits, labels }, { labelSmoothing: eps }) as tf.Tensor[];
   return loss as tf.Scalar;
 }
+
+/**
+ * Adam's moments and step as one kernel of our own, `SparsetuneAdam`, where
+ * the data lives in this thread (wasm, cpu): `m ← b1·m + (1−b1)·g`,
+ * `v ← b2·v + (1−b2)·g²`, `u = (m / c1) / (√(v / c2) + eps)`, a loop on
+ * the host instead of twelve kernel calls (each about as dear as the loop
+ * over a small leaf: on a head-only step they were a third of it). Every
+ * operation is rounded to float32 where tfjs's kernels round it, and a
+ * float32 `+`, `×`, `÷` or `√` computed in float64 and rounded once is the
+ * float32 result, so the outputs are bit for bit those of the ops.
+ */
+const ADAM = 'SparsetuneAdam';
+
+function ensureAdamKernel(): void {
+  const backend = tf.getBackend();
+  if (tf.getKernel(ADAM, backend) !== undefined) return;
+  tf.registerKernel({
+    kernelName: ADAM,
+    backendName: backend,
+    kernelFunc: ({ inputs, backend: be, attrs }) => {
+      const { g, m, v } = inputs as { g: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
+      const kb = be as tf.KernelBackend;
+      const [gs, ms, vs] = [hostView(g, kb), hostView(m, kb), hostView(v, kb)];
+      const f = Math.fround;
+      const a = attrs as { b1: number; b2: number; eps: number; c1: number; c2: number };
+      // The scalars as tfjs makes them: float32 tensors of the JS numbers.
+      const [b1, r1, b2, r2, c1, c2, eps] = [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.c1, a.c2, a.eps].map(f) as [number, number, number, number, number, number, number];
+      const n = gs.length;
+      const [u, m2, v2] = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+      for (let i = 0; i < n; i++) {
+        const x = gs[i]!;
+        const mi = f(f(ms[i]! * b1) + f(x * r1));
+        const vi = f(f(vs[i]! * b2) + f(f(x * x) * r2));
+        m2[i] = mi;
+        v2[i] = vi;
+        u[i] = f(mi / c1) / f(f(Math.sqrt(f(vi / c2))) + eps);
+      }
+      const out = (values: Float32Array): tf.TensorInfo => ({ dataId: kb.write(values, g.shape, 'float32'), shape: g.shape, dtype: 'float32' });
+      return [out(u), out(m2), out(v2)];
+    },
+  });
+}
+
+/**
+ * One Adam step of a leaf (`scaleByAdam`): the update and the new moments,
+ * through {@link ADAM} where the data lives in this thread, and through
+ * tfjs's ops elsewhere or under {@link useStockGradients} (the reference).
+ * `c1 = 1 − b1^t`, `c2 = 1 − b2^t`.
+ */
+export function adamStep(g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: { readonly b1: number; readonly b2: number; readonly eps: number; readonly c1: number; readonly c2: number }): [u: tf.Tensor, m: tf.Tensor, v: tf.Tensor] {
+  // (Moments of another shape or type take the ops, which broadcast or refuse them as before.)
+  const same = (t: tf.Tensor) => t.dtype === 'float32' && t.shape.length === g.shape.length && t.shape.every((d, i) => d === g.shape[i]);
+  if (hostData() && !stock && same(g) && same(m) && same(v)) {
+    ensureAdamKernel();
+    return tf.engine().runKernel(ADAM, { g, m, v }, { ...a }) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  }
+  const m2 = tf.add(tf.mul(m, a.b1), tf.mul(g, 1 - a.b1));
+  const v2 = tf.add(tf.mul(v, a.b2), tf.mul(tf.square(g), 1 - a.b2));
+  return [tf.div(tf.div(m2, a.c1), tf.add(tf.sqrt(tf.div(v2, a.c2)), a.eps)), m2, v2];
+}

@@ -118,8 +118,9 @@ export interface FineTuneOptions<I extends Shape = Shape, S extends SampleShape 
   readonly loss?: Loss;
   /**
    * The optimizer, masked by the loop (default AdamW, weight decay 1e-4,
-   * warm-up + cosine to `learningRate`, run as `flatten(adamw(…), {
-   * maxLeafSize: 4096 })`: one AdamW over all small leaves). Wrap an
+   * warm-up + cosine to `learningRate`; where 8 or more small leaves train,
+   * run as `flatten(adamw(…), { maxLeafSize: 4096 })`: one AdamW over all
+   * small leaves, the same numbers in fewer kernel calls). Wrap an
    * element-wise optimizer of your own in {@link flatten} for the same saving.
    */
   readonly optimizer?: GradientTransformation;
@@ -418,8 +419,11 @@ function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShap
   const steps = Math.ceil(o.train.n / batchSize);
   // Leaves with nothing selected get no gradient at all; trainOnly keeps the rest's frozen entries exact.
   let trainable = trainableLeaves(mask);
-  // Flattened: one AdamW over the small leaves (biases, selected entries) instead of a dozen kernels for each.
-  const inner = o.optimizer ?? flatten(adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps })), { maxLeafSize: 4096 });
+  const adam = adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps }));
+  // Flattened (one AdamW over the small leaves: biases, selected entries) where that saves kernel calls:
+  // AdamW is 4 kernel calls a leaf (one for Adam, kernels.ts), and joining k leaves costs about 3k + 3 (reshapes, concats, a split).
+  const small = trainable.filter((p) => countOnes(mask.bits[p]!) <= 4096).length;
+  const inner = o.optimizer ?? (small >= 8 ? flatten(adam, { maxLeafSize: 4096 }) : adam);
   let tx: GradientTransformation = trainOnly(inner, mask, { sparseState: o.sparseState ?? true });
   let frozen: Params = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
   // --- Cost that follows the selection (kernels.ts): partly selected kernels'

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, mapTree, paths, SpecError, type LeafSpec, type ParamSpec, type Params, type Tree } from '../core/index.js';
+import { adamStep } from '../core/kernels.js';
 import { masked, type MaskLike } from './masked.js';
 import type { Schedule } from './schedule.js';
 
@@ -53,12 +54,13 @@ const finite = Number.isFinite;
 const positive = (x: number) => Number.isFinite(x) && x > 0;
 const unitInterval = (x: number) => x >= 0 && x < 1;
 
-const zipUpdates = (a: Updates, b: Tree<tf.Tensor>, f: (x: tf.Tensor, y: tf.Tensor, p: string) => tf.Tensor): Updates =>
-  mapTree(a, (x, p) => {
-    const y = b[p];
-    if (y === undefined) throw new SpecError(`optimizer: no '${p}' in the ${Object.keys(b).length}-leaf tree beside the updates`);
-    return f(x, y, p);
-  });
+/** Leaf `p` of a tree beside the updates (a state's moments, the parameters), or a SpecError. */
+const leafOf = (b: Tree<tf.Tensor>, p: string): tf.Tensor => {
+  const y = b[p];
+  if (y === undefined) throw new SpecError(`optimizer: no '${p}' in the ${Object.keys(b).length}-leaf tree beside the updates`);
+  return y;
+};
+const zipUpdates = (a: Updates, b: Tree<tf.Tensor>, f: (x: tf.Tensor, y: tf.Tensor, p: string) => tf.Tensor): Updates => mapTree(a, (x, p) => f(x, leafOf(b, p), p));
 
 /**
  * Updates pass through unchanged.
@@ -123,7 +125,9 @@ export interface AdamOptions {
 }
 
 /**
- * Adam's scaling: `m̂ / (√v̂ + ε)` with bias-corrected moments.
+ * Adam's scaling: `m̂ / (√v̂ + ε)` with bias-corrected moments. On wasm and
+ * cpu each leaf's step is one kernel of our own (the same floats, bit for
+ * bit, as the twelve tfjs ops it replaces, which other backends run).
  * @example
  * ```ts
  * chain(scaleByAdam({ b1: 0.9, b2: 0.999, eps: 1e-8 }), scaleByLearningRate(1e-3))
@@ -141,12 +145,11 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<{
     init: (params) => ({ count: 0, mu: mapTree(params, (p) => tf.zerosLike(p)), nu: mapTree(params, (p) => tf.zerosLike(p)) }),
     update: (g, state) => {
       const count = state.count + 1;
-      const mu = zipUpdates(g, state.mu, (x, m) => tf.add(tf.mul(m, b1), tf.mul(x, 1 - b1)));
-      const nu = zipUpdates(g, state.nu, (x, v) => tf.add(tf.mul(v, b2), tf.mul(tf.square(x), 1 - b2)));
-      const c1 = 1 - b1 ** count;
-      const c2 = 1 - b2 ** count;
-      const u = zipUpdates(mu, nu, (m, v) => tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps)));
-      return [u, { count, mu, nu }];
+      const a = { b1, b2, eps, c1: 1 - b1 ** count, c2: 1 - b2 ** count };
+      // One kernel per leaf where the data is in this thread (adamStep), the same floats as the ops.
+      const steps = mapTree(g, (x, p) => adamStep(x, leafOf(state.mu, p), leafOf(state.nu, p), a));
+      const part = (i: 0 | 1 | 2) => mapTree(steps, (s) => s[i]);
+      return [part(0), { count, mu: part(1), nu: part(2) }];
     },
   };
 }

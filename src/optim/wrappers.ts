@@ -216,7 +216,9 @@ export interface FlattenOptions {
  * sees one 1-D leaf instead: keep those outside. The leaves `update` gets
  * must be the ones `init` got, with the same shapes ({@link SpecError}
  * otherwise). `fineTune`'s default optimizer is
- * `flatten(adamw(…), { maxLeafSize: 4096 })`.
+ * `flatten(adamw(…), { maxLeafSize: 4096 })` where 8 or more small leaves
+ * train (below that, with Adam one kernel per leaf on wasm and cpu, the
+ * reshapes, concatenations and split cost more than they save).
  * @example
  * ```ts
  * const tx = trainOnly(flatten(adamw(1e-3), { maxLeafSize: 4096 }), gpsMask); // one Adam over the small leaves
