@@ -4,8 +4,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
-import { initBackend } from '../src/index.js';
-import { entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
+import { biasAdd, initBackend, layerNorm, useStockGradients } from '../src/index.js';
+import { columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
 
 afterAll(async () => {
   await initBackend('wasm');
@@ -80,4 +80,76 @@ test('a shared heap (the threaded wasm build of a cross-origin-isolated page) fa
   const shared = { wasm: { asm: { memory: new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }) } } } as unknown as tf.KernelBackend;
   expect(sumsInWasm(shared)).toBe(false);
   expect(sumsInWasm({} as tf.KernelBackend)).toBe(false);
+});
+
+// The column sums behind bias and layer-norm gradients (columnSumsInto, the
+// SparsetuneColumnSum and SparsetuneBiasAdd kernels): tfjs's own Sum over the
+// leading axes is the reference, bit for bit.
+const bitsOf = (x: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(x).buffer));
+const columns = fc
+  .record({ lead: fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 3 }), c: fc.integer({ min: 1, max: 11 }) })
+  .chain(({ lead, c }) => {
+    const size = lead.reduce((a, b) => a * b, 1) * c;
+    return fc.record({ shape: fc.constant([...lead, c] as number[]), values: fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: size, maxLength: size }) });
+  });
+
+test("on wasm, the SIMD column sums equal tfjs's Sum over the leading axes bit for bit (any leading shape, empty ones included, a tail of columns past a multiple of 4), and free their scratch", async () => {
+  await initBackend('wasm');
+  expect(columnSumsInWasm()).toBe(true);
+  const heap = () => ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength);
+  fc.assert(
+    fc.property(columns, ({ shape, values }) => {
+      const x = tf.tensor(values, shape);
+      const ref = tf.sum(x, [...Array(shape.length - 1).keys()]);
+      const out = new Float32Array(shape.at(-1)!);
+      expect(columnSumsInto(x, out)).toBe(true);
+      // Over no rows the sum is 0 (tfjs's wasm Sum then returns memory it never wrote).
+      expect(bitsOf(out)).toEqual(values.length === 0 ? bitsOf(out.map(() => 0)) : bitsOf(ref.dataSync()));
+      tf.dispose([x, ref]);
+    }),
+  );
+  const x = tf.randomNormal([300, 67]);
+  const out = new Float32Array(67);
+  columnSumsInto(x, out);
+  const size = heap();
+  for (let i = 0; i < 200; i++) columnSumsInto(x, out);
+  expect(heap()).toBe(size);
+  x.dispose();
+  expect(columnSumsInWasm({} as tf.KernelBackend)).toBe(false);
+  expect(columnSumsInto(tf.zeros([2, 2]), new Float32Array(2), {} as tf.KernelBackend)).toBe(false);
+});
+
+test.each(['wasm', 'cpu'] as const)("on %s, biasAdd's gradients equal tfjs's own Add's, and layerNorm's scale and shift gradients tfjs's Sum of theirs, bit for bit; nothing leaks", async (backend) => {
+  await initBackend(backend);
+  fc.assert(
+    fc.property(columns, fc.integer(), ({ shape, values }, seed) => {
+      const c = shape.at(-1)!;
+      const x = tf.tensor(values.map((v) => Math.max(-1e6, Math.min(1e6, v))), shape);
+      const b = tf.tensor1d(Array.from({ length: c }, (_, i) => Math.sin(seed + i)));
+      const gamma = tf.tensor1d(Array.from({ length: c }, (_, i) => Math.cos(seed + 2 * i)));
+      const dy = tf.tensor(Array.from({ length: values.length }, (_, i) => Math.sin(seed * 3 + i)), shape);
+      const lead = [...Array(shape.length - 1).keys()];
+      const biasGrads = (stock: boolean) => {
+        useStockGradients(stock);
+        try {
+          return tf.tidy(() => tf.grads((xx: tf.Tensor, bb: tf.Tensor) => biasAdd(xx as never, bb as never))([x, b], dy).map((t) => bitsOf(t.dataSync())));
+        } finally {
+          useStockGradients(false);
+        }
+      };
+      const before = tf.memory().numTensors;
+      // (Over no rows tfjs's wasm Sum returns memory it never wrote: compared where there are rows.)
+      if (values.length > 0) expect(biasGrads(false)).toEqual(biasGrads(true));
+      const [dGamma, dBeta, expected] = tf.tidy(() => {
+        const [, dg, db] = tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => layerNorm(xx as never, gg as never, bb as never))([x, gamma, b], dy);
+        // x̂ as layerNorm computes it (kernels.ts fastLayerNorm), and tfjs's Sum over the leading axes.
+        const centred = tf.sub(x, tf.mean(x, -1, true));
+        const xhat = tf.mul(centred, tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), 1e-5)));
+        return [bitsOf(dg!.dataSync()), bitsOf(db!.dataSync()), [tf.sum(tf.mul(dy, xhat), lead), tf.sum(dy, lead)].map((t) => bitsOf(t.dataSync()))];
+      });
+      if (values.length > 0) expect([dGamma, dBeta]).toEqual(expected);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, b, gamma, dy]);
+    }),
+  );
 });

@@ -73,6 +73,46 @@ const MODULE = Uint8Array.from([
   ...section(7, [1, ...name('sums'), 0x00, 0]),
   ...section(10, [1, ...uleb(code.length), ...code]),
 ]);
+
+// --- A second function, in a module of its own (it needs WebAssembly's SIMD,
+// and sums must not depend on that): `colsum(x, out, end, stride, groups)`,
+// all in bytes: for each group of four columns c below `groups`,
+// out[c … c + 3] = Σ over rows (r from 0 below `end`, step `stride`) of
+// x[r + c … r + c + 3], four float32 accumulators added row after row, in
+// row order: the floats tfjs's wasm Sum gives over the leading axes (its
+// transpose, then a sequential sum per column), without the transpose.
+const V128 = 0x7b;
+const SIMD = 0xfd;
+const [V128_LOAD, V128_STORE, V128_CONST] = [0x00, 0x0b, 0x0c];
+const F32X4_ADD = [0xe4, 0x01];
+const I32_ADD = ADD;
+// Parameters 0–4 as above; locals: 5 c, 6 r, 7 the accumulators.
+const [CX, COUT, CEND, CSTRIDE, CGROUPS, CC, CR, CACC] = [0, 1, 2, 3, 4, 5, 6, 7];
+const colsumBody = [
+  BLOCK, VOID, LOOP, VOID,
+  GET, CC, GET, CGROUPS, GE_S, BR_IF, 1,
+  SIMD, V128_CONST, ...Array(16).fill(0), SET, CACC,
+  ...int(0), SET, CR,
+  BLOCK, VOID, LOOP, VOID,
+  GET, CR, GET, CEND, GE_S, BR_IF, 1,
+  GET, CACC,
+  GET, CX, GET, CR, I32_ADD, GET, CC, I32_ADD, SIMD, V128_LOAD, 2, 0,
+  SIMD, ...F32X4_ADD, SET, CACC,
+  GET, CR, GET, CSTRIDE, I32_ADD, SET, CR,
+  BR, 0, END, END,
+  GET, COUT, GET, CC, I32_ADD, GET, CACC, SIMD, V128_STORE, 2, 0,
+  GET, CC, ...int(16), I32_ADD, SET, CC,
+  BR, 0, END, END, END,
+];
+const colsumCode = [2, 2, I32, 1, V128, ...colsumBody];
+const COLSUM_MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [1, 0x60, 5, ...Array(5).fill(I32), 0]),
+  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
+  ...section(3, [1, 0]),
+  ...section(7, [1, ...name('colsum'), 0x00, 0]),
+  ...section(10, [1, ...uleb(colsumCode.length), ...colsumCode]),
+]);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
@@ -198,4 +238,64 @@ export function matrixOrigins(r: number, k: number): Int32Array {
 export function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backend()): Float32Array {
   const b = backend as tf.KernelBackend & { typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array };
   return b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : (b.readSync(t.dataId) as Float32Array);
+}
+
+type Colsum = (x: number, out: number, end: number, stride: number, groups: number) => void;
+const colsums = new WeakMap<object, Colsum | null>();
+
+/** The column-sum function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
+function colsumOn(backend: tf.KernelBackend): Colsum | null {
+  let f = colsums.get(backend);
+  if (f === undefined) {
+    const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
+    f = null;
+    try {
+      const wa = WebAssemblyApi;
+      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(COLSUM_MODULE), { env: { memory } }).exports['colsum'] as Colsum;
+    } catch {
+      // No SIMD, or a shared heap: the caller falls back to tfjs's Sum.
+    }
+    colsums.set(backend, f);
+  }
+  return f;
+}
+
+/** Whether {@link columnSumsInto} runs on `backend` (tfjs's wasm backend with SIMD, whose heap it reaches). */
+export function columnSumsInWasm(backend: tf.KernelBackend = tf.backend()): boolean {
+  return colsumOn(backend) !== null;
+}
+
+/**
+ * Σ over the rows of a float32 `x` seen as `[R, C]` (every leading axis
+ * flattened into R), into `out` (length C), in WebAssembly on wasm's heap:
+ * the floats tfjs's wasm `Sum` over the leading axes gives, without its
+ * transpose. Returns false (and writes nothing) where that cannot run
+ * (cpu, a shared heap, no SIMD): use `tf.sum` there.
+ */
+export function columnSumsInto(x: tf.TensorInfo, out: Float32Array, backend: tf.KernelBackend = tf.backend()): boolean {
+  const colsum = colsumOn(backend);
+  const be = backend as unknown as WasmBackend;
+  const xo = colsum ? be.dataIdMap.get(x.dataId)?.memoryOffset : undefined;
+  if (!colsum || xo === undefined) return false;
+  const c = out.length;
+  const rows = c === 0 ? 0 : x.shape.reduce((a, b) => a * b, 1) / c;
+  const groups = c - (c % 4);
+  // The four-column groups in WebAssembly, into scratch on the heap; the last c % 4 columns here, in the same order.
+  const ptr = groups === 0 ? 0 : be.wasm._malloc(4 * groups) >>> 0;
+  if (groups > 0 && ptr === 0) throw new RangeError(`columnSums: wasm's heap has no room for ${4 * groups} bytes of scratch`);
+  try {
+    if (groups > 0) {
+      colsum(xo, ptr, 4 * c * rows, 4 * c, 4 * groups);
+      out.set(new Float32Array(be.wasm.asm!.memory!.buffer, ptr, groups));
+    }
+    const xv = hostView(x, backend);
+    for (let j = groups; j < c; j++) {
+      let s = 0;
+      for (let r = 0, at = j; r < rows; r++, at += c) s = Math.fround(s + xv[at]!);
+      out[j] = s;
+    }
+  } finally {
+    if (ptr !== 0) be.wasm._free(ptr);
+  }
+  return true;
 }

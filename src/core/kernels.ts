@@ -25,7 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError } from './errors.js';
-import { entrySums, hostView, matrixOrigins } from './hostsums.js';
+import { columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -836,10 +836,9 @@ export const fastLayerNorm = (epsilon: number) =>
       gradFunc: (dy, saved) => {
         const [sx, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
         const d = dy as tf.Tensor;
-        const lead = [...Array(d.rank - 1).keys()];
         const g = tf.mul(d, sg);
         const dx = tf.mul(sr, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sx, tf.mean(tf.mul(g, sx), -1, true))));
-        return [dx, tf.sum(tf.mul(d, sx), lead), tf.sum(d, lead)];
+        return [dx, columnSums(tf.mul(d, sx)), columnSums(d)];
       },
     };
   }) as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
@@ -971,3 +970,55 @@ export function adamStep(g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: { readonly
   const v2 = tf.add(tf.mul(v, a.b2), tf.mul(tf.square(g), 1 - a.b2));
   return [tf.div(tf.div(m2, a.c1), tf.add(tf.sqrt(tf.div(v2, a.c2)), a.eps)), m2, v2];
 }
+
+/**
+ * Σ over every leading axis of `x` `[..., C]`: a bias's gradient, a layer
+ * norm's scale and shift gradients. On wasm one pass of our own over the
+ * rows, `SparsetuneColumnSum` (hostsums.ts: the floats of tfjs's `Sum`
+ * without the transpose it makes first, which made those sums about a
+ * tenth of a ViT step); elsewhere, and under {@link useStockGradients},
+ * `tf.sum`.
+ */
+const COLUMN_SUM = 'SparsetuneColumnSum';
+
+export function columnSums(x: tf.Tensor): tf.Tensor {
+  if (stock || x.rank < 2 || x.dtype !== 'float32' || tf.getBackend() !== 'wasm' || !columnSumsInWasm()) return tf.sum(x, [...Array(x.rank - 1).keys()]);
+  const backend = tf.getBackend();
+  if (tf.getKernel(COLUMN_SUM, backend) === undefined) {
+    tf.registerKernel({
+      kernelName: COLUMN_SUM,
+      backendName: backend,
+      kernelFunc: ({ inputs, backend: be }) => {
+        const { x: t } = inputs as { x: tf.TensorInfo };
+        const kb = be as tf.KernelBackend;
+        const c = t.shape[t.shape.length - 1]!;
+        const out = new Float32Array(c);
+        if (!columnSumsInto(t, out, kb)) throw new Error(`${COLUMN_SUM}: the column sums cannot run on this heap`);
+        return { dataId: kb.write(out, [c], 'float32'), shape: [c], dtype: 'float32' };
+      },
+    });
+  }
+  return tf.engine().runKernel(COLUMN_SUM, { x }, {}) as tf.Tensor;
+}
+
+/**
+ * `x + b` for a bias `b` `[C]` over `x` `[..., C]`, as its own kernel,
+ * `SparsetuneBiasAdd` (the backend's `Add`), so that the bias's gradient is
+ * {@link columnSums} instead of tfjs's sum over the broadcast axes.
+ */
+const BIAS_ADD = 'SparsetuneBiasAdd';
+
+export function fastBiasAdd(x: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  if (stock) return tf.add(x, b);
+  ensureKernel(BIAS_ADD, 'Add', (attrs) => attrs);
+  return tf.engine().runKernel(BIAS_ADD, { a: x, b }, {}) as tf.Tensor;
+}
+
+tf.registerGradient({
+  kernelName: BIAS_ADD,
+  gradFunc: (dy) => {
+    const d = dy as tf.Tensor;
+    // x has the output's shape. (A reshape, as tfjs's own Add gradient gives: a tensor of its own, not dy itself.)
+    return { a: () => tf.reshape(d, d.shape), b: () => columnSums(d) };
+  },
+});
