@@ -116,7 +116,13 @@ test("on wasm, the SIMD column sums equal tfjs's Sum over the leading axes bit f
   expect(heap()).toBe(size);
   x.dispose();
   expect(columnSumsInWasm({} as tf.KernelBackend)).toBe(false);
-  expect(columnSumsInto(tf.zeros([2, 2]), new Float32Array(2), {} as tf.KernelBackend)).toBe(false);
+  const z = tf.zeros([2, 2]);
+  expect(columnSumsInto(z, new Float32Array(2), {} as tf.KernelBackend)).toBe(false);
+  z.dispose();
+  // biasAdd of another dtype goes through tf.add, which casts (a kernel called directly would read int32 bits as floats).
+  const sum = biasAdd(tf.ones([2, 3]) as never, tf.tensor1d([1, 2, 3], 'int32') as never);
+  expect(Array.from(sum.dataSync())).toEqual([2, 3, 4, 2, 3, 4]);
+  sum.dispose();
 });
 
 test.each(['wasm', 'cpu'] as const)("on %s, biasAdd's gradients equal tfjs's own Add's, and layerNorm's scale and shift gradients tfjs's Sum of theirs, bit for bit; nothing leaks", async (backend) => {

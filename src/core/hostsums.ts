@@ -113,6 +113,41 @@ const COLSUM_MODULE = Uint8Array.from([
   ...section(7, [1, ...name('colsum'), 0x00, 0]),
   ...section(10, [1, ...uleb(colsumCode.length), ...colsumCode]),
 ]);
+
+// --- A third, beside it (SIMD too): `adam(g, m, v, u, m2, v2, bytes, b1, r1, b2, r2, c1, c2, eps)`,
+// addresses and a length in bytes (a multiple of 16), then seven float32
+// scalars: four entries at a time, m2 = m·b1 + g·r1, v2 = v·b2 + (g·g)·r2,
+// u = (m2 / c1) / (√(v2 / c2) + eps). Each lane's operations are IEEE
+// float32, rounded as tfjs's kernels round the same ops (kernels.ts adamStep).
+const F32 = 0x7d;
+const [F32X4_SPLAT, F32X4_SQRT, F32X4_MUL, F32X4_DIV] = [[0x13], [0xe3, 0x01], [0xe6, 0x01], [0xe7, 0x01]];
+// Parameters: 0 g, 1 m, 2 v, 3 u, 4 m2, 5 v2, 6 bytes, 7–13 the scalars; locals: 14 i, 15–21 the scalars splatted, 22 g's lanes, 23 m2's, 24 v2's.
+const [AG, AM, AV, AU, AM2, AV2, ABYTES, AI, AK, AX, AMM, AVV] = [0, 1, 2, 3, 4, 5, 6, 14, 15, 22, 23, 24];
+const simd = (op: number[]) => [SIMD, ...op];
+const lanes = (k: number) => [GET, AK + k]; // b1, r1, b2, r2, c1, c2, eps as 0 … 6
+const at = (base: number) => [GET, base, GET, AI, I32_ADD];
+const adamBody = [
+  ...Array.from({ length: 7 }, (_, k) => [GET, 7 + k, ...simd(F32X4_SPLAT), SET, AK + k]).flat(),
+  BLOCK, VOID, LOOP, VOID,
+  GET, AI, GET, ABYTES, GE_S, BR_IF, 1,
+  ...at(AG), SIMD, V128_LOAD, 2, 0, SET, AX,
+  ...at(AM), SIMD, V128_LOAD, 2, 0, ...lanes(0), ...simd(F32X4_MUL), GET, AX, ...lanes(1), ...simd(F32X4_MUL), SIMD, ...F32X4_ADD, SET, AMM,
+  ...at(AV), SIMD, V128_LOAD, 2, 0, ...lanes(2), ...simd(F32X4_MUL), GET, AX, GET, AX, ...simd(F32X4_MUL), ...lanes(3), ...simd(F32X4_MUL), SIMD, ...F32X4_ADD, SET, AVV,
+  ...at(AM2), GET, AMM, SIMD, V128_STORE, 2, 0,
+  ...at(AV2), GET, AVV, SIMD, V128_STORE, 2, 0,
+  ...at(AU), GET, AMM, ...lanes(4), ...simd(F32X4_DIV), GET, AVV, ...lanes(5), ...simd(F32X4_DIV), ...simd(F32X4_SQRT), ...lanes(6), SIMD, ...F32X4_ADD, ...simd(F32X4_DIV), SIMD, V128_STORE, 2, 0,
+  GET, AI, ...int(16), I32_ADD, SET, AI,
+  BR, 0, END, END, END,
+];
+const adamCode = [2, 1, I32, 10, V128, ...adamBody];
+const ADAM_MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [1, 0x60, 14, ...Array(7).fill(I32), ...Array(7).fill(F32), 0]),
+  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
+  ...section(3, [1, 0]),
+  ...section(7, [1, ...name('adam'), 0x00, 0]),
+  ...section(10, [1, ...uleb(adamCode.length), ...adamCode]),
+]);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
@@ -298,4 +333,48 @@ export function columnSumsInto(x: tf.TensorInfo, out: Float32Array, backend: tf.
     if (ptr !== 0) be.wasm._free(ptr);
   }
   return true;
+}
+
+type Adam = (g: number, m: number, v: number, u: number, m2: number, v2: number, bytes: number, b1: number, r1: number, b2: number, r2: number, c1: number, c2: number, eps: number) => void;
+const adams = new WeakMap<object, Adam | null>();
+
+function adamOn(backend: tf.KernelBackend): Adam | null {
+  let f = adams.get(backend);
+  if (f === undefined) {
+    const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
+    f = null;
+    try {
+      const wa = WebAssemblyApi;
+      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(ADAM_MODULE), { env: { memory } }).exports['adam'] as Adam;
+    } catch {
+      // No SIMD, or a shared heap: the caller loops in JavaScript.
+    }
+    adams.set(backend, f);
+  }
+  return f;
+}
+
+/** Whether {@link adamInWasm} runs on `backend`. */
+export function adamRunsOn(backend: tf.KernelBackend = tf.backend()): boolean {
+  return adamOn(backend) !== null;
+}
+
+/**
+ * One Adam step over float32 `g`, `m`, `v` (one length) into `u`, `m2`,
+ * `v2` of the same length, in WebAssembly SIMD on wasm's heap, for the
+ * entries up to the last multiple of four; returns how many it did (0 where
+ * it cannot run: cpu, a shared heap, no SIMD). The scalars are float32
+ * already (kernels.ts adamStep), `r1 = 1 − b1`, `r2 = 1 − b2`.
+ */
+export function adamInWasm(t: { readonly g: tf.TensorInfo; readonly m: tf.TensorInfo; readonly v: tf.TensorInfo; readonly u: tf.TensorInfo; readonly m2: tf.TensorInfo; readonly v2: tf.TensorInfo }, s: readonly [b1: number, r1: number, b2: number, r2: number, c1: number, c2: number, eps: number], backend: tf.KernelBackend = tf.backend()): number {
+  const adam = adamOn(backend);
+  if (!adam) return 0;
+  const be = backend as unknown as WasmBackend;
+  const o = [t.g, t.m, t.v, t.u, t.m2, t.v2].map((x) => be.dataIdMap.get(x.dataId)?.memoryOffset);
+  if (o.some((x) => x === undefined)) return 0;
+  const n = t.g.shape.reduce((a, b) => a * b, 1);
+  const done = n - (n % 4);
+  const [g, m, v, u, m2, v2] = o as [number, number, number, number, number, number];
+  adam(g, m, v, u, m2, v2, 4 * done, ...s);
+  return done;
 }

@@ -25,7 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError } from './errors.js';
-import { columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
+import { adamInWasm, adamRunsOn, columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -37,10 +37,10 @@ const swapLast = (rank: number): number[] => {
 let stock = false;
 
 /**
- * Routes `matmul`, `batchMatmul`, `linear`, the convolutions, `gelu` and
- * `layerNorm` through plain tfjs ops and tfjs's own gradients (`true`) or
- * the custom gradients (`false`,
- * the default). For side-by-side benchmarks and reference checks only: the
+ * Routes `matmul`, `batchMatmul`, `linear`, the convolutions, `gelu`,
+ * `layerNorm`, `biasAdd`, softmax cross-entropy and `scaleByAdam`'s step
+ * through plain tfjs ops and tfjs's own gradients (`true`) or the kernels
+ * and gradients of our own (`false`, the default). For side-by-side benchmarks and reference checks only: the
  * stock path is slower on wasm and cannot train a convolution there.
  * @example
  * ```ts
@@ -932,14 +932,26 @@ function ensureAdamKernel(): void {
     kernelFunc: ({ inputs, backend: be, attrs }) => {
       const { g, m, v } = inputs as { g: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
       const kb = be as tf.KernelBackend;
-      const [gs, ms, vs] = [hostView(g, kb), hostView(m, kb), hostView(v, kb)];
       const f = Math.fround;
       const a = attrs as { b1: number; b2: number; eps: number; c1: number; c2: number };
       // The scalars as tfjs makes them: float32 tensors of the JS numbers.
-      const [b1, r1, b2, r2, c1, c2, eps] = [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.c1, a.c2, a.eps].map(f) as [number, number, number, number, number, number, number];
-      const n = gs.length;
-      const [u, m2, v2] = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
-      for (let i = 0; i < n; i++) {
+      const s = [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.c1, a.c2, a.eps].map(f) as [number, number, number, number, number, number, number];
+      const [b1, r1, b2, r2, c1, c2, eps] = s;
+      const n = g.shape.reduce((x, y) => x * y, 1);
+      // On wasm the outputs live on its heap and WebAssembly SIMD does all but the last n % 4 entries
+      // (hostsums.ts: 0.56 ms for 200,000 entries where the twelve ops took 1.8 and this loop in JavaScript
+      // several times that); on cpu, all of them here.
+      let outs: tf.TensorInfo[] | undefined;
+      let done = 0;
+      if (adamRunsOn(kb)) {
+        const make = (kb as unknown as { makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo }).makeOutput.bind(kb);
+        outs = [make([...g.shape], 'float32'), make([...g.shape], 'float32'), make([...g.shape], 'float32')];
+        done = adamInWasm({ g, m, v, u: outs[0]!, m2: outs[1]!, v2: outs[2]! }, s, kb);
+      }
+      // Views taken after every allocation (a new tensor may grow wasm's heap and detach older ones).
+      const [gs, ms, vs] = [hostView(g, kb), hostView(m, kb), hostView(v, kb)];
+      const [u, m2, v2] = outs ? outs.map((t) => hostView(t, kb)) as [Float32Array, Float32Array, Float32Array] : [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+      for (let i = done; i < n; i++) {
         const x = gs[i]!;
         const mi = f(f(ms[i]! * b1) + f(x * r1));
         const vi = f(f(vs[i]! * b2) + f(f(x * x) * r2));
@@ -947,6 +959,7 @@ function ensureAdamKernel(): void {
         v2[i] = vi;
         u[i] = f(mi / c1) / f(f(Math.sqrt(f(vi / c2))) + eps);
       }
+      if (outs) return outs;
       const out = (values: Float32Array): tf.TensorInfo => ({ dataId: kb.write(values, g.shape, 'float32'), shape: g.shape, dtype: 'float32' });
       return [out(u), out(m2), out(v2)];
     },
@@ -962,7 +975,7 @@ function ensureAdamKernel(): void {
 export function adamStep(g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: { readonly b1: number; readonly b2: number; readonly eps: number; readonly c1: number; readonly c2: number }): [u: tf.Tensor, m: tf.Tensor, v: tf.Tensor] {
   // (Moments of another shape or type take the ops, which broadcast or refuse them as before.)
   const same = (t: tf.Tensor) => t.dtype === 'float32' && t.shape.length === g.shape.length && t.shape.every((d, i) => d === g.shape[i]);
-  if (hostData() && !stock && same(g) && same(m) && same(v)) {
+  if (adamIsOneKernel() && same(g) && same(m) && same(v)) {
     ensureAdamKernel();
     return tf.engine().runKernel(ADAM, { g, m, v }, { ...a }) as [tf.Tensor, tf.Tensor, tf.Tensor];
   }
@@ -1009,7 +1022,8 @@ export function columnSums(x: tf.Tensor): tf.Tensor {
 const BIAS_ADD = 'SparsetuneBiasAdd';
 
 export function fastBiasAdd(x: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (stock) return tf.add(x, b);
+  // (Other dtypes take tf.add, which casts them to one: a kernel called directly would not.)
+  if (stock || x.dtype !== 'float32' || b.dtype !== 'float32') return tf.add(x, b);
   ensureKernel(BIAS_ADD, 'Add', (attrs) => attrs);
   return tf.engine().runKernel(BIAS_ADD, { a: x, b }, {}) as tf.Tensor;
 }
@@ -1022,3 +1036,8 @@ tf.registerGradient({
     return { a: () => tf.reshape(d, d.shape), b: () => columnSums(d) };
   },
 });
+
+/** Whether `scaleByAdam` runs as one kernel a leaf here (adamStep): on wasm and cpu, unless {@link useStockGradients}. */
+export function adamIsOneKernel(): boolean {
+  return hostData() && !stock;
+}

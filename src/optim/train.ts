@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { requireBackend } from '../core/backend.js';
-import { stockGradients } from '../core/kernels.js';
+import { adamIsOneKernel, stockGradients } from '../core/kernels.js';
 import { ConfigError, gradsThroughProbes, keepBasePacked, type BasePacked, leafSize, MaskError, NonFiniteError, paths, rng, ShapeError, sparseGradEntries, type Params, type Shape, type SparseGradEntries, type Tensor } from '../core/index.js';
 import { assertDataSet, batches, type DataFits, type DataSet, type Labels, type SampleShape } from '../data/index.js';
 import { assertFits, labelWidth, showShape } from '../data/images.js';
@@ -421,9 +421,12 @@ function fineTuneOn<I extends Shape, S extends SampleShape, V extends SampleShap
   let trainable = trainableLeaves(mask);
   const adam = adamw(warmupCosine({ init: 0, peak: o.learningRate ?? 1e-3, warmupSteps: Math.min(steps, Math.floor((epochs * steps) / 10)), totalSteps: epochs * steps }));
   // Flattened (one AdamW over the small leaves: biases, selected entries) where that saves kernel calls:
-  // AdamW is 4 kernel calls a leaf (one for Adam, kernels.ts), and joining k leaves costs about 3k + 3 (reshapes, concats, a split).
-  const small = trainable.filter((p) => countOnes(mask.bits[p]!) <= 4096).length;
-  const inner = o.optimizer ?? (small >= 8 ? flatten(adam, { maxLeafSize: 4096 }) : adam);
+  // joining k leaves costs about 3k + 3 (reshapes, concats, a split) and saves AdamW's calls for all but one,
+  // 4 a leaf where Adam is one kernel (wasm, cpu: kernels.ts) and 15 elsewhere. (With sparse state the
+  // optimizer sees a leaf's selected entries only.)
+  const seen = (p: string) => ((o.sparseState ?? true) ? countOnes(mask.bits[p]!) : leafSize(model.spec[p]!));
+  const small = trainable.filter((p) => seen(p) <= 4096).length;
+  const inner = o.optimizer ?? (small >= (adamIsOneKernel() ? 8 : 2) ? flatten(adam, { maxLeafSize: 4096 }) : adam);
   let tx: GradientTransformation = trainOnly(inner, mask, { sparseState: o.sparseState ?? true });
   let frozen: Params = Object.fromEntries(paths(o.params).filter((p) => !trainable.includes(p)).map((p) => [p, o.params[p]!]));
   // --- Cost that follows the selection (kernels.ts): partly selected kernels'

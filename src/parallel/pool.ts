@@ -21,7 +21,7 @@ import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import type { ImportedModel } from '../keras/index.js';
 import { maskToIndices, type GradientEngine, type GradientTrainer, type Scores, type ScoresJob, type TrainerJob } from '../selection/index.js';
 import { hostView } from '../core/hostsums.js';
-import { buildModel, leafArrays, MAILBOX_BYTES, readReply, type LossDescription, type ModelDescription, type Reply, type Request, type SharedData, type SharedParams, type WorkerInit } from './protocol.js';
+import { buildModel, diedIn, leafArrays, MAILBOX_BYTES, readReply, type LossDescription, type ModelDescription, type Reply, type Request, type SharedData, type SharedParams, type WorkerInit } from './protocol.js';
 
 /**
  * Options of a worker pool (`workerPool` in `sparsetune/node`, {@link webWorkerPool} in a browser).
@@ -300,8 +300,8 @@ function prepare(caller: string, n: number, backend: BackendName, options: PoolO
     deaths: () => {
       if (Atomics.load(sig, 3) === 0) return;
       for (const [k, m] of mailboxes.entries()) {
-        const r = readReply(m);
-        if (!r.ok && r.died) throw new BackendError(`${caller}: worker ${k} ${r.message}; the pool is stopped`);
+        const why = diedIn(m);
+        if (why !== undefined) throw new BackendError(`${caller}: worker ${k} ${why}; the pool is stopped`);
       }
     },
   };
@@ -356,6 +356,11 @@ function poolOf(p: Prepared, threads: readonly PoolThread[]): WorkerPool {
     const replies = requests.map(([k]) => readReply(mailboxes[k]!));
     if (callbackError !== undefined) throw callbackError;
     for (const [i, r] of replies.entries()) {
+      if (!r.ok && r.died) {
+        // It died after the last check (its flag may not show yet): its reply is gone.
+        void stop();
+        throw new BackendError(`${caller}: worker ${requests[i]![0]} ${r.message}; the pool is stopped`);
+      }
       if (!r.ok) {
         const Known = ERRORS[r.name];
         throw Known ? new Known(r.message) : new BackendError(`${caller}: worker ${requests[i]![0]}: ${r.name}: ${r.message}`);

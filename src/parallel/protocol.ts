@@ -106,7 +106,12 @@ export interface WorkerInit {
 /** What a worker posts once, when its backend is up (or failed to come up). */
 export type Ready = { readonly ready: true } | { readonly ready: false; readonly name: string; readonly message: string };
 
-/** Mailbox layout: int32 status (0 ok, 1 error, 2 died), int32 name bytes, int32 message bytes, float64 value at byte 16, UTF-8 text from byte 64. */
+/**
+ * Mailbox layout: int32 status (0 ok, 1 error, 2 died), int32 name bytes,
+ * int32 message bytes, int32 died flag (set once, never cleared: a later
+ * reply may overwrite the rest), float64 value at byte 16, UTF-8 text from
+ * byte 64.
+ */
 export const MAILBOX_BYTES = 64 + 4096;
 const TEXT_AT = 64;
 
@@ -153,10 +158,19 @@ export function readReply(mailbox: SharedArrayBuffer): Reply {
  */
 export function reportDeath(init: WorkerInit, message: string): void {
   writeReply(init.mailbox, { ok: false, name: '', message, died: true });
+  // Stored after the text, atomically: whoever sees the flag sees the text.
+  Atomics.store(new Int32Array(init.mailbox, 0, 4), 3, 1);
   const sig = new Int32Array(init.signal);
   Atomics.add(sig, 3, 1);
   Atomics.notify(sig, 0);
   Atomics.notify(sig, 2);
+}
+
+/** Why a worker died, if its mailbox says it did (the flag first: a live worker's mailbox may be mid-write). */
+export function diedIn(mailbox: SharedArrayBuffer): string | undefined {
+  if (Atomics.load(new Int32Array(mailbox, 0, 4), 3) !== 1) return undefined;
+  const r = readReply(mailbox);
+  return !r.ok && r.died ? r.message : 'died';
 }
 
 /** How a worker describes the error that ends it. */

@@ -326,7 +326,10 @@ export function servePoolWorker(): void {
     throw new ConfigError('servePoolWorker: call it in a Web Worker started by webWorkerPool');
   }
   let handler: ((r: Request) => void) | undefined;
+  let dead = false;
   scope.addEventListener('message', (event) => {
+    // A worker that reported its death answers nothing more (a browser's worker lives on after an uncaught error).
+    if (dead) return;
     if (handler !== undefined) return handler(event.data as Request);
     // The first message: the pool's setup. One core per worker: tfjs's own wasm threads would compete with the pool's.
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
@@ -335,8 +338,14 @@ export function servePoolWorker(): void {
       (h) => {
         handler = h;
         // An error no request caught leaves this worker in a state nobody knows: the pool, blocked, learns it through the mailbox and stops.
-        scope.addEventListener('error', (e) => reportDeath(init, `died: ${e.error === undefined ? (e.message ?? 'an uncaught error') : fatal(e.error)}`));
-        scope.addEventListener('unhandledrejection', (e) => reportDeath(init, `died: ${fatal(e.reason)}`));
+        const die = (why: string) => {
+          if (dead) return;
+          dead = true;
+          reportDeath(init, `died: ${why}`);
+        };
+        // (A cross-origin script's error comes with error null and a bare message.)
+        scope.addEventListener('error', (e) => die(e.error == null ? (e.message ?? 'an uncaught error') : fatal(e.error)));
+        scope.addEventListener('unhandledrejection', (e) => die(fatal(e.reason)));
         scope.postMessage({ ready: true } satisfies Ready);
       },
       (e: unknown) => scope.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready),
