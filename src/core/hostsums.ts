@@ -8,6 +8,12 @@
  * on every load) and those sums were most of what GPS cost above BitFit.
  * On cpu, or where the heap cannot be reached, the loop runs in JavaScript.
  *
+ * Two more loops of ours run there, with WebAssembly's SIMD, each in a
+ * module of its own: the column sums behind bias and layer-norm gradients
+ * ({@link columnSumsInto}) and Adam's step ({@link adamInWasm}), both the
+ * floats of the tfjs kernels they replace, without their transposes and
+ * dispatches.
+ *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -177,17 +183,27 @@ export function sumsInWasm(backend: tf.KernelBackend = tf.backend()): boolean {
 
 /** The sums function on `backend`'s heap, or null where that heap cannot be reached (cpu, or another wasm build). */
 function sumsOn(backend: tf.KernelBackend): Sums | null {
-  let f = instances.get(backend);
+  return linked(instances, MODULE, 'sums', backend);
+}
+
+/**
+ * `name` from `bytes` linked to `backend`'s heap, once per backend, or null
+ * where it cannot link: a shared heap (the threaded build, on a
+ * cross-origin-isolated page) does not match the import, an engine without
+ * SIMD rejects the SIMD modules, cpu has no heap. Callers fall back.
+ */
+function linked<F>(cache: WeakMap<object, F | null>, bytes: Uint8Array, name: string, backend: tf.KernelBackend): F | null {
+  let f = cache.get(backend);
   if (f === undefined) {
     const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
     f = null;
     try {
       const wa = WebAssemblyApi;
-      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(MODULE), { env: { memory } }).exports['sums'] as Sums;
+      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(bytes), { env: { memory } }).exports[name] as F;
     } catch {
-      // A shared heap (the threaded build, on a cross-origin-isolated page) does not link to this import: JavaScript then.
+      // Not linkable here: null, and the caller's fallback.
     }
-    instances.set(backend, f);
+    cache.set(backend, f);
   }
   return f;
 }
@@ -280,19 +296,7 @@ const colsums = new WeakMap<object, Colsum | null>();
 
 /** The column-sum function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function colsumOn(backend: tf.KernelBackend): Colsum | null {
-  let f = colsums.get(backend);
-  if (f === undefined) {
-    const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
-    f = null;
-    try {
-      const wa = WebAssemblyApi;
-      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(COLSUM_MODULE), { env: { memory } }).exports['colsum'] as Colsum;
-    } catch {
-      // No SIMD, or a shared heap: the caller falls back to tfjs's Sum.
-    }
-    colsums.set(backend, f);
-  }
-  return f;
+  return linked(colsums, COLSUM_MODULE, 'colsum', backend);
 }
 
 /** Whether {@link columnSumsInto} runs on `backend` (tfjs's wasm backend with SIMD, whose heap it reaches). */
@@ -338,20 +342,9 @@ export function columnSumsInto(x: tf.TensorInfo, out: Float32Array, backend: tf.
 type Adam = (g: number, m: number, v: number, u: number, m2: number, v2: number, bytes: number, b1: number, r1: number, b2: number, r2: number, c1: number, c2: number, eps: number) => void;
 const adams = new WeakMap<object, Adam | null>();
 
+/** The Adam function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function adamOn(backend: tf.KernelBackend): Adam | null {
-  let f = adams.get(backend);
-  if (f === undefined) {
-    const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
-    f = null;
-    try {
-      const wa = WebAssemblyApi;
-      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(ADAM_MODULE), { env: { memory } }).exports['adam'] as Adam;
-    } catch {
-      // No SIMD, or a shared heap: the caller loops in JavaScript.
-    }
-    adams.set(backend, f);
-  }
-  return f;
+  return linked(adams, ADAM_MODULE, 'adam', backend);
 }
 
 /** Whether {@link adamInWasm} runs on `backend`. */
