@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
 import { biasAdd, initBackend, layerNorm, useStockGradients } from '../src/index.js';
-import { columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
+import { adamRunsOn, columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
 
 afterAll(async () => {
   await initBackend('wasm');
@@ -80,6 +80,9 @@ test('a shared heap (the threaded wasm build of a cross-origin-isolated page) fa
   const shared = { wasm: { asm: { memory: new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }) } } } as unknown as tf.KernelBackend;
   expect(sumsInWasm(shared)).toBe(false);
   expect(sumsInWasm({} as tf.KernelBackend)).toBe(false);
+  // The SIMD modules too: column sums then take tfjs's Sum, and Adam its ops (kernels.ts adamIsOneKernel).
+  expect(columnSumsInWasm(shared)).toBe(false);
+  expect(adamRunsOn(shared)).toBe(false);
 });
 
 // The column sums behind bias and layer-norm gradients (columnSumsInto, the

@@ -1037,7 +1037,16 @@ tf.registerGradient({
   },
 });
 
-/** Whether `scaleByAdam` runs as one kernel a leaf here (adamStep): on wasm and cpu, unless {@link useStockGradients}. */
+/**
+ * Whether `scaleByAdam` runs as one kernel a leaf here (adamStep), unless
+ * {@link useStockGradients}: on cpu (a JavaScript loop, where tfjs's ops
+ * are JavaScript loops too, twelve of them), and on wasm where our SIMD
+ * function links to the heap. Not on a heap it cannot link to (the
+ * threaded build of a cross-origin-isolated page): there a JavaScript loop
+ * would be slower than the ops on large leaves.
+ */
 export function adamIsOneKernel(): boolean {
-  return hostData() && !stock;
+  if (stock) return false;
+  const backend = tf.getBackend();
+  return backend === 'cpu' || (backend === 'wasm' && adamRunsOn());
 }
