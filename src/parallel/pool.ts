@@ -48,7 +48,8 @@ export interface PoolOptions {
    * Longest one request may take, in ms, before the pool gives up with a
    * `BackendError` and stops its workers (default 10 minutes). A worker
    * also has this long to start, at most 2 minutes. A worker whose thread
-   * dies (an uncaught error, an exit) fails the request at once.
+   * dies (an uncaught error, an exit) fails the request at once (within
+   * a second), with a `BackendError` naming it.
    */
   readonly timeoutMs?: number;
 }
