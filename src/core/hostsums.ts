@@ -71,14 +71,21 @@ const uleb = (n: number): number[] => (n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...u
 const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
 const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
 const code = [1, 6 + BLOCK_ROWS, I32, ...body];
-const MODULE = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [1, 0x60, 9, ...Array(9).fill(I32), 0]),
-  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
-  ...section(3, [1, 0]),
-  ...section(7, [1, ...name('sums'), 0x00, 0]),
-  ...section(10, [1, ...uleb(code.length), ...code]),
-]);
+/**
+ * A module of one function `fn` with parameters of types `params` and no
+ * result, that imports its memory as `env.memory` (tfjs's heap) and whose
+ * body (locals, then code) is `code`.
+ */
+const moduleOf = (fn: string, params: readonly number[], code: readonly number[]): Uint8Array =>
+  Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, params.length, ...params, 0]),
+    ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name(fn), 0x00, 0]),
+    ...section(10, [1, ...uleb(code.length), ...code]),
+  ]);
+const MODULE = moduleOf('sums', Array(9).fill(I32), code);
 
 // --- A second function, in a module of its own (it needs WebAssembly's SIMD,
 // and sums must not depend on that): `colsum(x, out, end, stride, groups)`,
@@ -111,14 +118,7 @@ const colsumBody = [
   BR, 0, END, END, END,
 ];
 const colsumCode = [2, 2, I32, 1, V128, ...colsumBody];
-const COLSUM_MODULE = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [1, 0x60, 5, ...Array(5).fill(I32), 0]),
-  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
-  ...section(3, [1, 0]),
-  ...section(7, [1, ...name('colsum'), 0x00, 0]),
-  ...section(10, [1, ...uleb(colsumCode.length), ...colsumCode]),
-]);
+const COLSUM_MODULE = moduleOf('colsum', Array(5).fill(I32), colsumCode);
 
 // --- A third, beside it (SIMD too): `adam(g, m, v, u, m2, v2, bytes, b1, r1, b2, r2, c1, c2, eps)`,
 // addresses and a length in bytes (a multiple of 16), then seven float32
@@ -146,14 +146,7 @@ const adamBody = [
   BR, 0, END, END, END,
 ];
 const adamCode = [2, 1, I32, 10, V128, ...adamBody];
-const ADAM_MODULE = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [1, 0x60, 14, ...Array(7).fill(I32), ...Array(7).fill(F32), 0]),
-  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
-  ...section(3, [1, 0]),
-  ...section(7, [1, ...name('adam'), 0x00, 0]),
-  ...section(10, [1, ...uleb(adamCode.length), ...adamCode]),
-]);
+const ADAM_MODULE = moduleOf('adam', [...Array(7).fill(I32), ...Array(7).fill(F32)], adamCode);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;

@@ -856,41 +856,41 @@ export const fastLayerNorm = (epsilon: number) =>
  */
 const CROSS_ENTROPY = 'SparsetuneCrossEntropy';
 
-function ensureCrossEntropyKernel(): void {
+/** Registers a kernel of our own on the current backend, once per backend. */
+function registerOnce(name: string, kernelFunc: tf.KernelFunc): void {
   const backend = tf.getBackend();
-  if (tf.getKernel(CROSS_ENTROPY, backend) !== undefined) return;
-  tf.registerKernel({
-    kernelName: CROSS_ENTROPY,
-    backendName: backend,
-    kernelFunc: ({ inputs, backend: be, attrs }) => {
-      const { logits, labels } = inputs as { logits: tf.TensorInfo; labels: tf.TensorInfo };
-      const kb = be as tf.KernelBackend;
-      const [b, k] = logits.shape as [number, number];
-      const eps = (attrs?.['labelSmoothing'] as number | undefined) ?? 0;
-      const z = hostView(logits, kb);
-      const y = hostView(labels, kb) as unknown as Int32Array;
-      const grad = new Float32Array(b * k);
-      const off = eps / k;
-      let total = 0;
-      for (let r = 0, at = 0; r < b; r++, at += k) {
-        const label = y[r]!;
-        if (!(label >= 0 && label < k)) throw new DataError(`crossEntropy: label ${label} of sample ${r} is not a class of the ${k} logits (0 to ${k - 1})`);
-        let m = -Infinity;
-        for (let j = 0; j < k; j++) m = Math.max(m, z[at + j]!);
-        let s = 0;
-        for (let j = 0; j < k; j++) s += Math.exp(z[at + j]! - m);
-        const lse = m + Math.log(s);
-        for (let j = 0; j < k; j++) {
-          const t = (j === label ? 1 - eps : 0) + off;
-          const v = z[at + j]!;
-          total += t === 0 ? 0 : t * (lse - v);
-          grad[at + j] = (Math.exp(v - lse) - t) / b;
-        }
+  if (tf.getKernel(name, backend) === undefined) tf.registerKernel({ kernelName: name, backendName: backend, kernelFunc });
+}
+
+function ensureCrossEntropyKernel(): void {
+  registerOnce(CROSS_ENTROPY, ({ inputs, backend: be, attrs }) => {
+    const { logits, labels } = inputs as { logits: tf.TensorInfo; labels: tf.TensorInfo };
+    const kb = be as tf.KernelBackend;
+    const [b, k] = logits.shape as [number, number];
+    const eps = (attrs?.['labelSmoothing'] as number | undefined) ?? 0;
+    const z = hostView(logits, kb);
+    const y = hostView(labels, kb) as unknown as Int32Array;
+    const grad = new Float32Array(b * k);
+    const off = eps / k;
+    let total = 0;
+    for (let r = 0, at = 0; r < b; r++, at += k) {
+      const label = y[r]!;
+      if (!(label >= 0 && label < k)) throw new DataError(`crossEntropy: label ${label} of sample ${r} is not a class of the ${k} logits (0 to ${k - 1})`);
+      let m = -Infinity;
+      for (let j = 0; j < k; j++) m = Math.max(m, z[at + j]!);
+      let s = 0;
+      for (let j = 0; j < k; j++) s += Math.exp(z[at + j]! - m);
+      const lse = m + Math.log(s);
+      for (let j = 0; j < k; j++) {
+        const t = (j === label ? 1 - eps : 0) + off;
+        const v = z[at + j]!;
+        total += t === 0 ? 0 : t * (lse - v);
+        grad[at + j] = (Math.exp(v - lse) - t) / b;
       }
-      // `write` is what every backend has (tfjs's own makeTensor uses it).
-      const out = (values: Float32Array, shape: number[]): tf.TensorInfo => ({ dataId: kb.write(values, shape, 'float32'), shape, dtype: 'float32' });
-      return [out(Float32Array.of(total / b), []), out(grad, [b, k])];
-    },
+    }
+    // `write` is what every backend has (tfjs's own makeTensor uses it).
+    const out = (values: Float32Array, shape: number[]): tf.TensorInfo => ({ dataId: kb.write(values, shape, 'float32'), shape, dtype: 'float32' });
+    return [out(Float32Array.of(total / b), []), out(grad, [b, k])];
   });
 }
 
@@ -924,45 +924,39 @@ export function fastCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, eps: numb
 const ADAM = 'SparsetuneAdam';
 
 function ensureAdamKernel(): void {
-  const backend = tf.getBackend();
-  if (tf.getKernel(ADAM, backend) !== undefined) return;
-  tf.registerKernel({
-    kernelName: ADAM,
-    backendName: backend,
-    kernelFunc: ({ inputs, backend: be, attrs }) => {
-      const { g, m, v } = inputs as { g: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
-      const kb = be as tf.KernelBackend;
-      const f = Math.fround;
-      const a = attrs as { b1: number; b2: number; eps: number; c1: number; c2: number };
-      // The scalars as tfjs makes them: float32 tensors of the JS numbers.
-      const s = [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.c1, a.c2, a.eps].map(f) as [number, number, number, number, number, number, number];
-      const [b1, r1, b2, r2, c1, c2, eps] = s;
-      const n = g.shape.reduce((x, y) => x * y, 1);
-      // On wasm the outputs live on its heap and WebAssembly SIMD does all but the last n % 4 entries
-      // (hostsums.ts: 0.56 ms for 200,000 entries where the twelve ops took 1.8 and this loop in JavaScript
-      // several times that); on cpu, all of them here.
-      let outs: tf.TensorInfo[] | undefined;
-      let done = 0;
-      if (adamRunsOn(kb)) {
-        const make = (kb as unknown as { makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo }).makeOutput.bind(kb);
-        outs = [make([...g.shape], 'float32'), make([...g.shape], 'float32'), make([...g.shape], 'float32')];
-        done = adamInWasm({ g, m, v, u: outs[0]!, m2: outs[1]!, v2: outs[2]! }, s, kb);
-      }
-      // Views taken after every allocation (a new tensor may grow wasm's heap and detach older ones).
-      const [gs, ms, vs] = [hostView(g, kb), hostView(m, kb), hostView(v, kb)];
-      const [u, m2, v2] = outs ? outs.map((t) => hostView(t, kb)) as [Float32Array, Float32Array, Float32Array] : [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
-      for (let i = done; i < n; i++) {
-        const x = gs[i]!;
-        const mi = f(f(ms[i]! * b1) + f(x * r1));
-        const vi = f(f(vs[i]! * b2) + f(f(x * x) * r2));
-        m2[i] = mi;
-        v2[i] = vi;
-        u[i] = f(mi / c1) / f(f(Math.sqrt(f(vi / c2))) + eps);
-      }
-      if (outs) return outs;
-      const out = (values: Float32Array): tf.TensorInfo => ({ dataId: kb.write(values, g.shape, 'float32'), shape: g.shape, dtype: 'float32' });
-      return [out(u), out(m2), out(v2)];
-    },
+  registerOnce(ADAM, ({ inputs, backend: be, attrs }) => {
+    const { g, m, v } = inputs as { g: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
+    const kb = be as tf.KernelBackend;
+    const f = Math.fround;
+    const a = attrs as { b1: number; b2: number; eps: number; c1: number; c2: number };
+    // The scalars as tfjs makes them: float32 tensors of the JS numbers.
+    const s = [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.c1, a.c2, a.eps].map(f) as [number, number, number, number, number, number, number];
+    const [b1, r1, b2, r2, c1, c2, eps] = s;
+    const n = g.shape.reduce((x, y) => x * y, 1);
+    // On wasm the outputs live on its heap and WebAssembly SIMD does all but the last n % 4 entries
+    // (hostsums.ts: 0.56 ms for 200,000 entries where the twelve ops took 1.8 and this loop in JavaScript
+    // several times that); on cpu, all of them here.
+    let outs: tf.TensorInfo[] | undefined;
+    let done = 0;
+    if (adamRunsOn(kb)) {
+      const make = (kb as unknown as { makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo }).makeOutput.bind(kb);
+      outs = [make([...g.shape], 'float32'), make([...g.shape], 'float32'), make([...g.shape], 'float32')];
+      done = adamInWasm({ g, m, v, u: outs[0]!, m2: outs[1]!, v2: outs[2]! }, s, kb);
+    }
+    // Views taken after every allocation (a new tensor may grow wasm's heap and detach older ones).
+    const [gs, ms, vs] = [hostView(g, kb), hostView(m, kb), hostView(v, kb)];
+    const [u, m2, v2] = outs ? outs.map((t) => hostView(t, kb)) as [Float32Array, Float32Array, Float32Array] : [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+    for (let i = done; i < n; i++) {
+      const x = gs[i]!;
+      const mi = f(f(ms[i]! * b1) + f(x * r1));
+      const vi = f(f(vs[i]! * b2) + f(f(x * x) * r2));
+      m2[i] = mi;
+      v2[i] = vi;
+      u[i] = f(mi / c1) / f(f(Math.sqrt(f(vi / c2))) + eps);
+    }
+    if (outs) return outs;
+    const out = (values: Float32Array): tf.TensorInfo => ({ dataId: kb.write(values, g.shape, 'float32'), shape: g.shape, dtype: 'float32' });
+    return [out(u), out(m2), out(v2)];
   });
 }
 
@@ -996,21 +990,14 @@ const COLUMN_SUM = 'SparsetuneColumnSum';
 
 export function columnSums(x: tf.Tensor): tf.Tensor {
   if (stock || x.rank < 2 || x.dtype !== 'float32' || tf.getBackend() !== 'wasm' || !columnSumsInWasm()) return tf.sum(x, [...Array(x.rank - 1).keys()]);
-  const backend = tf.getBackend();
-  if (tf.getKernel(COLUMN_SUM, backend) === undefined) {
-    tf.registerKernel({
-      kernelName: COLUMN_SUM,
-      backendName: backend,
-      kernelFunc: ({ inputs, backend: be }) => {
-        const { x: t } = inputs as { x: tf.TensorInfo };
-        const kb = be as tf.KernelBackend;
-        const c = t.shape[t.shape.length - 1]!;
-        const out = new Float32Array(c);
-        if (!columnSumsInto(t, out, kb)) throw new Error(`${COLUMN_SUM}: the column sums cannot run on this heap`);
-        return { dataId: kb.write(out, [c], 'float32'), shape: [c], dtype: 'float32' };
-      },
-    });
-  }
+  registerOnce(COLUMN_SUM, ({ inputs, backend: be }) => {
+    const { x: t } = inputs as { x: tf.TensorInfo };
+    const kb = be as tf.KernelBackend;
+    const c = t.shape[t.shape.length - 1]!;
+    const out = new Float32Array(c);
+    if (!columnSumsInto(t, out, kb)) throw new Error(`${COLUMN_SUM}: the column sums cannot run on this heap`);
+    return { dataId: kb.write(out, [c], 'float32'), shape: [c], dtype: 'float32' };
+  });
   return tf.engine().runKernel(COLUMN_SUM, { x }, {}) as tf.Tensor;
 }
 

@@ -11,7 +11,7 @@
  * @module
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { fatal, reportDeath, startWorker, type Ready, type Request, type WorkerInit } from '../parallel/index.js';
+import { failureOf, fatal, reportDeath, startWorker, type Ready, type Request, type WorkerInit } from '../parallel/index.js';
 
 const init = workerData as WorkerInit | undefined;
 if (parentPort !== null && init?.mailbox !== undefined) {
@@ -24,6 +24,6 @@ if (parentPort !== null && init?.mailbox !== undefined) {
     parentPort.on('message', (r: Request) => handle(r));
     parentPort.postMessage({ ready: true } satisfies Ready);
   } catch (e) {
-    parentPort.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready);
+    parentPort.postMessage({ ready: false, ...failureOf(e) } satisfies Ready);
   }
 }

@@ -12,6 +12,12 @@ import { BackendError } from '../core/index.js';
 import { createPool, createPoolSync, MAILBOX_BYTES, poolRuns, startWithin, type PoolOptions, type PoolThread, type Ready, type WorkerInit, type WorkerPool } from '../parallel/index.js';
 import type { PoolStarter } from '../selection/pools.js';
 
+/** The workers' backend by default: this thread's, where a worker can run it, else wasm. */
+function workersBackend(): BackendName {
+  const current = tf.getBackend();
+  return current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm';
+}
+
 /** Where a worker's code is: the compiled worker.js beside this file, or from source through tsx (tests, benchmarks). */
 function workerEntry(): { readonly entry: string | URL; readonly eval: boolean } {
   const self = import.meta.url;
@@ -48,8 +54,7 @@ function workerEntry(): { readonly entry: string | URL; readonly eval: boolean }
  * @category Parallel
  */
 export async function workerPool(options: PoolOptions = {}): Promise<WorkerPool> {
-  const current = tf.getBackend();
-  const backend: BackendName = options.backend ?? (current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm');
+  const backend = options.backend ?? workersBackend();
   const { entry, eval: isEval } = workerEntry();
   return createPool('workerPool', options.workers ?? availableParallelism(), backend, options, (k, init, onFailure, startMs) => {
     const w = new Worker(entry, { eval: isEval, workerData: init });
@@ -108,9 +113,7 @@ function defaultLoad(): string {
 export const threadStarter: PoolStarter = {
   cores: availableParallelism(),
   start(workers, caller) {
-    const current = tf.getBackend();
-    const backend: BackendName = current === 'wasm' || current === 'cpu' || current === 'tensorflow' ? current : 'wasm';
-    return createPoolSync(caller, workers, backend, {}, startThread());
+    return createPoolSync(caller, workers, workersBackend(), {}, startThread());
   },
   runs: poolRuns,
 };

@@ -173,6 +173,12 @@ export function diedIn(mailbox: SharedArrayBuffer): string | undefined {
   return !r.ok && r.died ? r.message : 'died';
 }
 
+/** An error's name and message as they cross to the pool (in a reply, or a `ready: false`). */
+export function failureOf(e: unknown): { readonly name: string; readonly message: string } {
+  const err = e as Error | undefined;
+  return { name: err?.name ?? 'Error', message: err?.message ?? String(e) };
+}
+
 /** How a worker describes the error that ends it. */
 export function fatal(e: unknown): string {
   const err = e as { name?: unknown; message?: unknown } | undefined;

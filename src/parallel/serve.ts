@@ -18,7 +18,7 @@ import { subset, toTensors, type DataSet, type Labels, type SampleShape } from '
 import { importLayersModel, weightName, type ImportedModel } from '../keras/import.js';
 import { crossEntropy, meanSquaredError, type Model } from '../models/index.js';
 import { selectionBatchLoss } from '../selection/batchloss.js';
-import { buildModel, fatal, leafArrays, reportDeath, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
+import { buildModel, failureOf, fatal, leafArrays, reportDeath, writeReply, type LossDescription, type ModelDescription, type Ready, type Reply, type Request, type SharedParams, type WorkerInit } from './protocol.js';
 
 /** The last Keras model this worker rebuilt, by the pool's number for it. */
 let keras: { readonly id: number; readonly model: ImportedModel } | undefined;
@@ -273,7 +273,7 @@ export async function startWorker(init: WorkerInit): Promise<(r: Request) => voi
   try {
     await initBackend(init.backend);
   } catch (e) {
-    started({ ok: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) });
+    started({ ok: false, ...failureOf(e) });
     throw e;
   }
   started({ ok: true, value: 0 });
@@ -283,8 +283,7 @@ export async function startWorker(init: WorkerInit): Promise<(r: Request) => voi
       if ('model' in r && r.model.name === 'keras') await loadKeras(r.model);
       reply = handle(r, sig);
     } catch (e) {
-      const err = e as Error;
-      reply = { ok: false, name: err?.name ?? 'Error', message: err?.message ?? String(e) };
+      reply = { ok: false, ...failureOf(e) };
     }
     if (reply === undefined) return;
     writeReply(init.mailbox, reply);
@@ -348,7 +347,7 @@ export function servePoolWorker(): void {
         scope.addEventListener('unhandledrejection', (e) => die(fatal(e.reason)));
         scope.postMessage({ ready: true } satisfies Ready);
       },
-      (e: unknown) => scope.postMessage({ ready: false, name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) } satisfies Ready),
+      (e: unknown) => scope.postMessage({ ready: false, ...failureOf(e) } satisfies Ready),
     );
   });
 }
