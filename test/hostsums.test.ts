@@ -4,8 +4,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
-import { biasAdd, initBackend, layerNorm, useStockGradients } from '../src/index.js';
-import { adamRunsOn, columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
+import { batchMatmul, biasAdd, initBackend, layerNorm, useStockGradients } from '../src/index.js';
+import { adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
 
 afterAll(async () => {
   await initBackend('wasm');
@@ -159,6 +159,64 @@ test.each(['wasm', 'cpu'] as const)("on %s, biasAdd's gradients equal tfjs's own
       if (values.length > 0) expect([dGamma, dBeta]).toEqual(expected);
       expect(tf.memory().numTensors).toBe(before);
       tf.dispose([x, b, gamma, dy]);
+    }),
+  );
+});
+
+/** Σ_t a[p][i, t]·b[p][t, j] (a[p][t, i] transposed), each sum in float32 in t's order: what the SIMD function computes. */
+function batchReference(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, transposeA: boolean): Float32Array {
+  const out = new Float32Array(batch * m * n);
+  for (let p = 0; p < batch; p++)
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let t = 0; t < k; t++) s = Math.fround(s + Math.fround(a[p * m * k + (transposeA ? t * m + i : i * k + t)]! * b[p * k * n + t * n + j]!));
+        out[(p * m + i) * n + j] = s;
+      }
+  return out;
+}
+
+const products = fc
+  .record({ batch: fc.integer({ min: 1, max: 5 }), m: fc.integer({ min: 1, max: 9 }), k: fc.integer({ min: 0, max: 9 }), n: fc.integer({ min: 1, max: 11 }), transposeA: fc.boolean() })
+  .chain((d) =>
+    fc.record({
+      d: fc.constant(d),
+      a: fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: d.batch * d.m * d.k, maxLength: d.batch * d.m * d.k }),
+      b: fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: d.batch * d.k * d.n, maxLength: d.batch * d.k * d.n }),
+    }),
+  );
+
+test("on wasm, the batched product equals each sum taken in float32 in order, bit for bit (any shape, a's transpose, a column tail past a multiple of 4, no inner dimension)", async () => {
+  await initBackend('wasm');
+  expect(batchMatMulRunsOn()).toBe(true);
+  fc.assert(
+    fc.property(products, ({ d: { batch, m, k, n, transposeA }, a, b }) => {
+      const ta = tf.tensor(a, [batch, ...(transposeA ? [k, m] : [m, k])]);
+      const tb = tf.tensor(b, [batch, k, n]);
+      const out = tf.fill([batch, m, n], Number.NaN);
+      expect(batchMatMulInto(ta, tb, out, transposeA)).toBe(true);
+      expect(bitsOf(out.dataSync())).toEqual(bitsOf(batchReference(Float32Array.from(a), Float32Array.from(b), batch, m, k, n, transposeA)));
+      tf.dispose([ta, tb, out]);
+    }),
+  );
+  expect(batchMatMulRunsOn({} as tf.KernelBackend)).toBe(false);
+});
+
+test.each(['wasm', 'cpu'] as const)("on %s, batchMatmul of several matrices (our SIMD product on wasm) equals tfjs's matMul to float rounding, values and gradients, with nothing leaked", async (backend) => {
+  await initBackend(backend);
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 19 }), fc.integer({ min: 1, max: 19 }), fc.integer({ min: 1, max: 19 }), fc.integer(), (l0, l1, m, k, n, seed) => {
+      const x = tf.tensor(Array.from({ length: l0 * l1 * m * k }, (_, i) => Math.sin(seed + i)), [l0, l1, m, k]);
+      const w = tf.tensor(Array.from({ length: l0 * l1 * k * n }, (_, i) => Math.cos(seed + 3 * i)), [l0, l1, k, n]);
+      const dy = tf.tensor(Array.from({ length: l0 * l1 * m * n }, (_, i) => Math.sin(seed * 7 + i)), [l0, l1, m, n]);
+      const before = tf.memory().numTensors;
+      const run = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
+        tf.tidy(() => [f(x, w), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a, b))([x, w], dy)].map((t) => Array.from(t.dataSync())));
+      const ours = run((a, b) => batchMatmul(a as never, b as never));
+      const theirs = run((a, b) => tf.matMul(a, b));
+      expect(tf.memory().numTensors).toBe(before);
+      for (let o = 0; o < 3; o++) for (let i = 0; i < ours[o]!.length; i++) expect(Math.abs(ours[o]![i]! - theirs[o]![i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(theirs[o]![i]!)) * k);
+      tf.dispose([x, w, dy]);
     }),
   );
 });

@@ -8,11 +8,13 @@
  * on every load) and those sums were most of what GPS cost above BitFit.
  * On cpu, or where the heap cannot be reached, the loop runs in JavaScript.
  *
- * Two more loops of ours run there, with WebAssembly's SIMD, each in a
+ * Three more loops of ours run there, with WebAssembly's SIMD, each in a
  * module of its own: the column sums behind bias and layer-norm gradients
  * ({@link columnSumsInto}) and Adam's step ({@link adamInWasm}), both the
  * floats of the tfjs kernels they replace, without their transposes and
- * dispatches.
+ * dispatches; and products of several small matrices at once
+ * ({@link batchMatMulInto}: the attention's), which tfjs's wasm
+ * BatchMatMul runs in a scalar loop.
  *
  * @module
  */
@@ -147,6 +149,61 @@ const adamBody = [
 ];
 const adamCode = [2, 1, I32, 10, V128, ...adamBody];
 const ADAM_MODULE = moduleOf('adam', [...Array(7).fill(I32), ...Array(7).fill(F32)], adamCode);
+
+// --- A fourth (SIMD): `bmm(a, b, c, batch, m, k, groupBytes, rowBytes, aBatch, aRow, aCol, bBatch, bRow)`,
+// addresses and strides in bytes: for each product p below `batch` and row i
+// below m, c's next row (c is written straight on) = Σ over t below k of
+// a[p·aBatch + i·aRow + t·aCol]·b[p·bBatch + t·bRow + …]: four columns at a
+// time up to `groupBytes`, then one at a time up to `rowBytes` (4n), each
+// sum in t's order. tfjs's wasm BatchMatMul runs a product with more than
+// one matrix in a scalar loop (the attention's 17×16 products reach about
+// 1 GFLOP/s there); a's strides make its transpose free.
+const [F32_LOAD, F32_STORE, F32_MUL, F32_ADD, F32_CONST] = [0x2a, 0x38, 0x94, 0x92, 0x43];
+// Parameters 0–12 as above; locals: 13 p, 14 i, 15 j (bytes), 16 t, 17 a's address, 18 b's, 19 row i's start in a, 20 c's, 21 a product's a, 22 its b, 23 the four sums, 24 the one.
+const [BA, BB, BC, BN, BM, BK, BGROUP, BROW, BAB, BAR, BAC, BBB, BBR] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const [BP, BI, BJ, BT, BAK, BBK, BAI, BCP, BAP, BBP, BACC, BS] = [13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24];
+const loop = (until: number[], body: number[]) => [BLOCK, VOID, LOOP, VOID, ...until, BR_IF, 1, ...body, BR, 0, END, END];
+const step = (local: number, by: number[]) => [GET, local, ...by, I32_ADD, SET, local];
+/** Σ over t of a[t]·b[t, j…]: `mul`, `add` and `load` of one lane or four; the sum is left on the stack. */
+const dot = (zero: number[], acc: number, loadB: number[], mul: number[], add: number[], splat: number[]) => [
+  ...zero, SET, acc,
+  GET, BAI, SET, BAK,
+  GET, BBP, GET, BJ, I32_ADD, SET, BBK,
+  ...int(0), SET, BT,
+  ...loop([GET, BT, GET, BK, GE_S], [
+    GET, acc,
+    GET, BAK, F32_LOAD, 2, 0, ...splat,
+    GET, BBK, ...loadB,
+    ...mul, ...add, SET, acc,
+    ...step(BAK, [GET, BAC]), ...step(BBK, [GET, BBR]), ...step(BT, int(1)),
+  ]),
+  GET, acc,
+];
+const bmmBody = [
+  GET, BC, SET, BCP,
+  GET, BA, SET, BAP,
+  GET, BB, SET, BBP,
+  ...loop([GET, BP, GET, BN, GE_S], [
+    GET, BAP, SET, BAI,
+    ...int(0), SET, BI,
+    ...loop([GET, BI, GET, BM, GE_S], [
+      ...int(0), SET, BJ,
+      ...loop([GET, BJ, GET, BGROUP, GE_S], [
+        GET, BCP, ...dot([SIMD, V128_CONST, ...Array(16).fill(0)], BACC, [SIMD, V128_LOAD, 2, 0], simd(F32X4_MUL), [SIMD, ...F32X4_ADD], simd(F32X4_SPLAT)), SIMD, V128_STORE, 2, 0,
+        ...step(BCP, int(16)), ...step(BJ, int(16)),
+      ]),
+      ...loop([GET, BJ, GET, BROW, GE_S], [
+        GET, BCP, ...dot([F32_CONST, 0, 0, 0, 0], BS, [F32_LOAD, 2, 0], [F32_MUL], [F32_ADD], []), F32_STORE, 2, 0,
+        ...step(BCP, int(4)), ...step(BJ, int(4)),
+      ]),
+      ...step(BAI, [GET, BAR]), ...step(BI, int(1)),
+    ]),
+    ...step(BAP, [GET, BAB]), ...step(BBP, [GET, BBB]), ...step(BP, int(1)),
+  ]),
+  END,
+];
+const bmmCode = [3, 10, I32, 1, V128, 1, F32, ...bmmBody];
+const BMM_MODULE = moduleOf('bmm', Array(13).fill(I32), bmmCode);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
@@ -363,4 +420,38 @@ export function adamInWasm(t: { readonly g: tf.TensorInfo; readonly m: tf.Tensor
   const [g, m, v, u, m2, v2] = o as [number, number, number, number, number, number];
   adam(g, m, v, u, m2, v2, 4 * done, ...s);
   return done;
+}
+
+type Bmm = (a: number, b: number, c: number, batch: number, m: number, k: number, groupBytes: number, rowBytes: number, aBatch: number, aRow: number, aCol: number, bBatch: number, bRow: number) => void;
+const bmms = new WeakMap<object, Bmm | null>();
+
+/** The batched-matmul function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
+function bmmOn(backend: tf.KernelBackend): Bmm | null {
+  return linked(bmms, BMM_MODULE, 'bmm', backend);
+}
+
+/** Whether {@link batchMatMulInto} runs on `backend`. */
+export function batchMatMulRunsOn(backend: tf.KernelBackend = tf.backend()): boolean {
+  return bmmOn(backend) !== null;
+}
+
+/**
+ * `out[p] = a[p]·b[p]` (or `a[p]ᵀ·b[p]` with `transposeA`) for float32
+ * `a` `[batch, m, k]` (`[batch, k, m]` transposed), `b` `[batch, k, n]`
+ * and `out` `[batch, m, n]`, in WebAssembly SIMD on wasm's heap: each
+ * entry a sum in k's order. Returns false (and writes nothing) where that
+ * cannot run (cpu, a shared heap, no SIMD).
+ */
+export function batchMatMulInto(a: tf.TensorInfo, b: tf.TensorInfo, out: tf.TensorInfo, transposeA: boolean, backend: tf.KernelBackend = tf.backend()): boolean {
+  const bmm = bmmOn(backend);
+  const be = backend as unknown as WasmBackend;
+  const [ao, bo, co] = [a, b, out].map((t) => (bmm ? be.dataIdMap.get(t.dataId)?.memoryOffset : undefined));
+  if (!bmm || ao === undefined || bo === undefined || co === undefined) return false;
+  // Leading axes flattened: a [batch, m, k] (or [batch, k, m]), b [batch, k, n], out [batch, m, n].
+  const r = b.shape.length;
+  const [k, n, m] = [b.shape[r - 2]!, b.shape[r - 1]!, out.shape[r - 2]!];
+  const batch = b.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const [aRow, aCol] = transposeA ? [4, 4 * m] : [4 * k, 4];
+  bmm(ao, bo, co, batch, m, k, 4 * (n - (n % 4)), 4 * n, 4 * m * k, aRow, aCol, 4 * k * n, 4 * n);
+  return true;
 }

@@ -25,7 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError } from './errors.js';
-import { adamInWasm, adamRunsOn, columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
+import { adamInWasm, adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -88,9 +88,10 @@ function ensureKernel(name: string, base: string, attrsOf: (attrs: tf.NamedAttrM
 
 /**
  * Our matmul is a kernel of its own, `SparsetuneMatMul`, that runs each
- * backend's plain `BatchMatMul` and carries a registered gradient of
- * explicit transposes and plain products (tfjs's own uses transposed
- * products, off wasm's fast path).
+ * backend's plain `BatchMatMul` (on wasm, products of several matrices at
+ * once in a SIMD function of ours instead: batchedOnHeap) and carries a
+ * registered gradient of explicit transposes and plain products (tfjs's
+ * own uses transposed products, off wasm's fast path).
  */
 const KERNEL = 'SparsetuneMatMul';
 
@@ -113,14 +114,35 @@ function ensureMatMulKernel(): void {
       // Decided by kernelMatMul (the 'base' attribute), so the gradient sees the same choice.
       const key = given?.['entries'] as number | undefined;
       const base = key !== undefined && given?.['base'] ? bases.get(byKey[key]!) : undefined;
-      const { a } = inputs as { a: tf.TensorInfo };
-      if (!base) return plain.kernelFunc({ inputs, backend: be, attrs });
+      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      if (!base) return batchedOnHeap(a, b, be as tf.KernelBackend) ?? plain.kernelFunc({ inputs, backend: be, attrs });
       // x·W = x·W₀ + x·(W − W₀): the product on the base, whose packing XNNPACK keeps.
       const out = plain.kernelFunc({ inputs: { a, b: base.weight }, backend: be, attrs }) as tf.TensorInfo;
       addEntries(hostView(out, be as tf.KernelBackend), hostView(a, be as tf.KernelBackend), byKey[key!]!, base.delta, 'forward');
       return out;
     },
   });
+}
+
+/**
+ * A product of several matrices at once (`[..., m, k]·[..., k, n]`, the
+ * same leading axes, float32) by our SIMD function on wasm's heap
+ * (hostsums.ts batchMatMulInto), or undefined where that does not run:
+ * one matrix (XNNPACK's own product, far faster there), broadcast leading
+ * axes, cpu, a heap it cannot link to. tfjs's wasm BatchMatMul runs
+ * batched products in a scalar loop: the attention's 17×16 products took
+ * about a third of a ViT step's matmul time there, 8–12× what ours take.
+ */
+function batchedOnHeap(a: tf.TensorInfo, b: tf.TensorInfo, be: tf.KernelBackend): tf.TensorInfo | undefined {
+  const r = a.shape.length;
+  if (r < 3 || b.shape.length !== r || a.dtype !== 'float32' || b.dtype !== 'float32' || !batchMatMulRunsOn(be)) return undefined;
+  const lead = a.shape.slice(0, -2);
+  if (!lead.every((d, i) => d === b.shape[i]) || lead.reduce((x, y) => x * y, 1) < 2) return undefined;
+  const [m, k, n] = [a.shape[r - 2]!, a.shape[r - 1]!, b.shape[r - 1]!];
+  if (b.shape[r - 2] !== k) throw new Error(`${KERNEL}: inner dimensions ${k} and ${b.shape[r - 2]} of [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ`);
+  const out = (be as unknown as { makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo }).makeOutput([...lead, m, n], 'float32');
+  batchMatMulInto(a, b, out, false, be);
+  return out;
 }
 
 function kernelMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
