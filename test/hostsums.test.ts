@@ -4,8 +4,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
-import { batchMatmul, biasAdd, initBackend, layerNorm, useStockGradients } from '../src/index.js';
-import { adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
+import { batchMatmul, biasAdd, initBackend, layerNorm, mergeHeads, splitHeads, useStockGradients } from '../src/index.js';
+import { fastMergeHeads, fastSplitHeads } from '../src/core/kernels.js';
+import { adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, copyRunsOn, columnSumsInWasm, entrySums, matrixOrigins, sumsInWasm } from '../src/core/hostsums.js';
 
 afterAll(async () => {
   await initBackend('wasm');
@@ -219,4 +220,48 @@ test.each(['wasm', 'cpu'] as const)("on %s, batchMatmul of several matrices (our
       tf.dispose([x, w, dy]);
     }),
   );
+});
+
+test.each(['wasm', 'cpu'] as const)("on %s, the heads kernels (one part or a fused q/k/v's three) give tfjs's split, reshape and transpose, values and gradients bit for bit, and a part without gradient counts as zeros; nothing leaks", async (backend) => {
+  await initBackend(backend);
+  // On wasm the runs are copied in WebAssembly (a fall-back to JavaScript would pass the rest).
+  expect(copyRunsOn()).toBe(backend === 'wasm');
+  const heads = fc.record({ b: fc.integer({ min: 1, max: 3 }), t: fc.integer({ min: 1, max: 6 }), h: fc.integer({ min: 1, max: 4 }), e: fc.integer({ min: 1, max: 5 }), p: fc.constantFrom(1, 3), used: fc.integer({ min: 1, max: 7 }), seed: fc.integer() });
+  fc.assert(
+    fc.property(heads, ({ b, t, h, e, p, used, seed }) => {
+      const x = tf.tensor(Array.from({ length: b * t * p * h * e }, (_, i) => Math.sin(seed + i)), [b, t, p * h * e]);
+      const dys = Array.from({ length: p }, (_, q) => tf.tensor(Array.from({ length: b * h * t * e }, (_, i) => Math.cos(seed + 5 * i + q)), [b, h, t, e]));
+      // The loss reaches the parts in `used` (a bit per part; at least one).
+      const reached = (q: number) => p === 1 || ((used >> q) & 1) === 1;
+      const run = (stock: boolean) => {
+        useStockGradients(stock);
+        try {
+          return tf.tidy(() => {
+            const parts = fastSplitHeads(x, h, p);
+            // Ours leaves the other parts out of the loss (no gradient reaches them); the reference multiplies them by 0.
+            const terms = (zs: tf.Tensor[]) => zs.flatMap((z, q) => (reached(q) ? [tf.sum(tf.mul(z, dys[q]!))] : stock ? [tf.sum(tf.mul(z, 0))] : []));
+            const [dx] = tf.grads((xx: tf.Tensor) => tf.addN(terms(fastSplitHeads(xx, h, p))))([x]);
+            const merged = fastMergeHeads(parts);
+            const [dm] = tf.grads((...zs: tf.Tensor[]) => tf.sum(tf.mul(fastMergeHeads(zs), x)))(parts);
+            return [...parts, dx!, merged, dm!].map((z) => bitsOf(z.dataSync()));
+          });
+        } finally {
+          useStockGradients(false);
+        }
+      };
+      const before = tf.memory().numTensors;
+      const ours = run(false);
+      expect(ours).toEqual(run(true));
+      // The merge of the split is x itself.
+      expect(ours[p + 1]).toEqual(bitsOf(x.dataSync()));
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, ...dys]);
+    }),
+  );
+  // splitHeads and mergeHeads take the kernels too.
+  const x = tf.tensor(Array.from({ length: 2 * 3 * 8 }, (_, i) => i), [2, 3, 8]);
+  const q = splitHeads(x as never, 4);
+  expect(q.shape).toEqual([2, 4, 3, 2]);
+  expect(Array.from(mergeHeads(q).dataSync())).toEqual(Array.from(x.dataSync()));
+  tf.dispose([x, q]);
 });

@@ -204,6 +204,36 @@ const bmmBody = [
 ];
 const bmmCode = [3, 10, I32, 1, V128, 1, F32, ...bmmBody];
 const BMM_MODULE = moduleOf('bmm', Array(13).fill(I32), bmmCode);
+
+// --- A fifth (SIMD): `copy3(src, dst, n1, n2, n3, s1, s2, s3, d1, d2, d3, groupBytes, runBytes)`,
+// addresses, strides and lengths in bytes: for each (i, j, k) below (n1, n2,
+// n3), the run of `runBytes` at src + i·s1 + j·s2 + k·s3 to dst + i·d1 +
+// j·d2 + k·d3, sixteen bytes at a time up to `groupBytes`, then four (bits
+// copied, never converted). The attention's heads are such runs (kernels.ts
+// moveHeads): JavaScript moves them at 3–5 ns a float.
+const [LOAD_V, STORE_V, I32_LOAD, I32_STORE] = [[SIMD, V128_LOAD, 2, 0], [SIMD, V128_STORE, 2, 0], [LOAD_I32, 2, 0], [0x36, 2, 0]];
+// Parameters 0–12 as above; locals: 13–15 i, j, k, 16 the run's offset, 17–18 src and dst at (i, 0, 0), 19–20 at (i, j, 0), 21–22 at (i, j, k).
+const [CS, CD, CN1, CN2, CN3, CS1, CS2, CS3, CD1, CD2, CD3, CGROUP, CRUN] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const [CI, CJ, CK, CO, CSI, CDI, CSJ, CDJ, CSK, CDK] = [13, 14, 15, 16, 17, 18, 19, 20, 21, 22];
+const copyBody = [
+  GET, CS, SET, CSI, GET, CD, SET, CDI,
+  ...loop([GET, CI, GET, CN1, GE_S], [
+    GET, CSI, SET, CSJ, GET, CDI, SET, CDJ, ...int(0), SET, CJ,
+    ...loop([GET, CJ, GET, CN2, GE_S], [
+      GET, CSJ, SET, CSK, GET, CDJ, SET, CDK, ...int(0), SET, CK,
+      ...loop([GET, CK, GET, CN3, GE_S], [
+        ...int(0), SET, CO,
+        ...loop([GET, CO, GET, CGROUP, GE_S], [GET, CDK, GET, CO, I32_ADD, GET, CSK, GET, CO, I32_ADD, ...LOAD_V, ...STORE_V, ...step(CO, int(16))]),
+        ...loop([GET, CO, GET, CRUN, GE_S], [GET, CDK, GET, CO, I32_ADD, GET, CSK, GET, CO, I32_ADD, ...I32_LOAD, ...I32_STORE, ...step(CO, int(4))]),
+        ...step(CSK, [GET, CS3]), ...step(CDK, [GET, CD3]), ...step(CK, int(1)),
+      ]),
+      ...step(CSJ, [GET, CS2]), ...step(CDJ, [GET, CD2]), ...step(CJ, int(1)),
+    ]),
+    ...step(CSI, [GET, CS1]), ...step(CDI, [GET, CD1]), ...step(CI, int(1)),
+  ]),
+  END,
+];
+const COPY_MODULE = moduleOf('copy3', Array(13).fill(I32), [1, 10, I32, ...copyBody]);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
@@ -453,5 +483,34 @@ export function batchMatMulInto(a: tf.TensorInfo, b: tf.TensorInfo, out: tf.Tens
   const batch = b.shape.slice(0, -2).reduce((x, y) => x * y, 1);
   const [aRow, aCol] = transposeA ? [4, 4 * m] : [4 * k, 4];
   bmm(ao, bo, co, batch, m, k, 4 * (n - (n % 4)), 4 * n, 4 * m * k, aRow, aCol, 4 * k * n, 4 * n);
+  return true;
+}
+
+type Copy3 = (src: number, dst: number, n1: number, n2: number, n3: number, s1: number, s2: number, s3: number, d1: number, d2: number, d3: number, groupBytes: number, runBytes: number) => void;
+const copies = new WeakMap<object, Copy3 | null>();
+
+/** The run-copying function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
+function copyOn(backend: tf.KernelBackend): Copy3 | null {
+  return linked(copies, COPY_MODULE, 'copy3', backend);
+}
+
+/** Whether {@link copyRunsInto} runs on `backend`. */
+export function copyRunsOn(backend: tf.KernelBackend = tf.backend()): boolean {
+  return copyOn(backend) !== null;
+}
+
+/**
+ * For each (i, j, k) below `n`, copies `run` float32 entries of `src`
+ * from entry `from + i·s[0] + j·s[1] + k·s[2]` to `dst` at `to + i·d[0] +
+ * j·d[1] + k·d[2]` (offsets and strides in entries), in WebAssembly on
+ * wasm's heap, bits unchanged. Returns false (and copies nothing) where
+ * that cannot run (cpu, a shared heap, no SIMD).
+ */
+export function copyRunsInto(src: tf.TensorInfo, from: number, dst: tf.TensorInfo, to: number, n: readonly [number, number, number], s: readonly [number, number, number], d: readonly [number, number, number], run: number, backend: tf.KernelBackend = tf.backend()): boolean {
+  const copy = copyOn(backend);
+  const be = backend as unknown as WasmBackend;
+  const [so, dO] = [src, dst].map((t) => (copy ? be.dataIdMap.get(t.dataId)?.memoryOffset : undefined));
+  if (!copy || so === undefined || dO === undefined) return false;
+  copy(so + 4 * from, dO + 4 * to, ...n, 4 * s[0], 4 * s[1], 4 * s[2], 4 * d[0], 4 * d[1], 4 * d[2], 16 * Math.floor(run / 4), 4 * run);
   return true;
 }

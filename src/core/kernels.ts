@@ -25,7 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { DataError } from './errors.js';
-import { adamInWasm, adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, columnSumsInWasm, entrySums, hostView, matrixOrigins } from './hostsums.js';
+import { adamInWasm, adamRunsOn, batchMatMulInto, batchMatMulRunsOn, columnSumsInto, columnSumsInWasm, copyRunsInto, entrySums, hostView, matrixOrigins } from './hostsums.js';
 
 const swapLast = (rank: number): number[] => {
   const perm = [...Array(rank).keys()];
@@ -1059,3 +1059,114 @@ export function adamIsOneKernel(): boolean {
   const backend = tf.getBackend();
   return backend === 'cpu' || (backend === 'wasm' && adamRunsOn());
 }
+
+// ---------------------------------------------------------------------------
+// Attention heads as two data movements of our own, each one kernel where the
+// data lives in this thread (wasm, cpu): `SparsetuneSplitHeads` takes
+// `[B, T, P·H·E]` to P tensors `[B, H, T, E]` (P = 3 splits a fused q/k/v
+// projection), `SparsetuneMergeHeads` is its inverse, and each is the
+// other's gradient. tfjs spells them as a split, a reshape and a transpose
+// per part (and a concat, reshapes and transposes back): on wasm its SplitV
+// copies its whole input out of the heap first, about 1 ms a block of the
+// ViT at batch 64, and the ops are a dozen dispatches a block.
+const SPLIT_HEADS = 'SparsetuneSplitHeads';
+const MERGE_HEADS = 'SparsetuneMergeHeads';
+
+/**
+ * Copies between x `[B, T, P·H·E]` and parts[p] `[B, H, T, E]`: into the
+ * parts (split) or into x (merge). Runs of E entries, in WebAssembly on
+ * wasm's heap (hostsums.ts copyRunsInto); elsewhere here.
+ */
+function moveHeads(kb: tf.KernelBackend, xt: tf.TensorInfo, partTs: readonly tf.TensorInfo[], [b, t, h, e]: readonly [number, number, number, number], split: boolean): void {
+  const w = partTs.length * h * e;
+  // Run (bb, tt, hh) of part p: in x at (bb·T + tt)·W + (p·H + hh)·E, in the part at ((bb·H + hh)·T + tt)·E.
+  const [xs, ys] = [[t * w, w, e], [h * t * e, e, t * e]] as const;
+  if (partTs.every((y, p) => (split ? copyRunsInto(xt, p * h * e, y, 0, [b, t, h], xs, ys, e, kb) : copyRunsInto(y, 0, xt, p * h * e, [b, t, h], ys, xs, e, kb)))) return;
+  const x = hostView(xt, kb);
+  const parts = partTs.map((y) => hostView(y, kb));
+  for (let bb = 0; bb < b; bb++)
+    for (let tt = 0; tt < t; tt++)
+      for (let p = 0; p < parts.length; p++) {
+        const y = parts[p]!;
+        for (let hh = 0; hh < h; hh++) {
+          const xo = (bb * t + tt) * w + (p * h + hh) * e;
+          const yo = ((bb * h + hh) * t + tt) * e;
+          if (split) for (let i = 0; i < e; i++) y[yo + i] = x[xo + i]!;
+          else for (let i = 0; i < e; i++) x[xo + i] = y[yo + i]!;
+        }
+      }
+}
+
+/**
+ * Fresh float32 outputs of a kernel of ours, for `fill` to write on the host
+ * (through hostView, after every allocation): on wasm's heap (makeOutput),
+ * on cpu zeros written first (its values array is then the tensor's own).
+ */
+function hostOutputs(kb: tf.KernelBackend, shapes: readonly number[][], fill: (outs: tf.TensorInfo[]) => void): tf.TensorInfo[] {
+  // (cpu has a makeOutput too, of values: wasm's is known by its heap.)
+  const wasm = kb as unknown as { makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo; typedArrayFromHeap?: unknown };
+  const outs = shapes.map((s): tf.TensorInfo =>
+    wasm.typedArrayFromHeap ? wasm.makeOutput(s, 'float32') : { dataId: kb.write(new Float32Array(s.reduce((a, d) => a * d, 1)), s, 'float32'), shape: s, dtype: 'float32' },
+  );
+  fill(outs);
+  return outs;
+}
+
+function ensureHeadsKernels(): void {
+  registerOnce(SPLIT_HEADS, ({ inputs, backend: be, attrs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const kb = be as tf.KernelBackend;
+    const [b, t, w] = x.shape as [number, number, number];
+    const [p, h] = [attrs!['parts'] as number, attrs!['heads'] as number];
+    const dims = [b, t, h, w / (p * h)] as const;
+    return hostOutputs(kb, Array.from({ length: p }, () => [b, h, t, w / (p * h)]), (parts) => moveHeads(kb, x, parts, dims, true));
+  });
+  registerOnce(MERGE_HEADS, ({ inputs, backend: be }) => {
+    const kb = be as tf.KernelBackend;
+    const parts = Object.keys(inputs).sort().map((k) => inputs[k]!);
+    const [b, h, t, e] = parts[0]!.shape as [number, number, number, number];
+    return hostOutputs(kb, [[b, t, parts.length * h * e]], ([x]) => moveHeads(kb, x!, parts, [b, t, h, e], false))[0]!;
+  });
+}
+
+/** Whether the heads kernels run here: data in this thread, and not the stock reference. */
+const headsOnHost = (x: tf.Tensor) => !stock && x.dtype === 'float32' && hostData();
+
+/**
+ * `[B, T, P·H·E]` → P tensors `[B, H, T, E]` (`parts` = P: 1 for one
+ * projection's heads, 3 for a fused q/k/v): one kernel of ours on wasm and
+ * cpu, tfjs's split, reshape and transpose elsewhere and under
+ * {@link useStockGradients}. The same floats either way.
+ */
+export function fastSplitHeads(x: tf.Tensor, heads: number, parts: number): tf.Tensor[] {
+  const [b, t, w] = x.shape as [number, number, number];
+  const e = w / (parts * heads);
+  if (!headsOnHost(x)) return (parts === 1 ? [x] : tf.split(x, parts, -1)).map((z) => tf.transpose(tf.reshape(z, [b, t, heads, e]), [0, 2, 1, 3]));
+  ensureHeadsKernels();
+  return tf.engine().runKernel(SPLIT_HEADS, { x }, { parts, heads }) as tf.Tensor[];
+}
+
+/** The inverse of {@link fastSplitHeads}: P tensors `[B, H, T, E]` → `[B, T, P·H·E]`. */
+export function fastMergeHeads(parts: readonly tf.Tensor[]): tf.Tensor {
+  const [b, h, t, e] = parts[0]!.shape as [number, number, number, number];
+  if (!parts.every(headsOnHost)) return tf.concat(parts.map((z) => tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b, t, h * e])), -1);
+  ensureHeadsKernels();
+  // Inputs named so their order survives the tape (p0, p1, …: at most 9 parts sort as numbers do).
+  return tf.engine().runKernel(MERGE_HEADS, Object.fromEntries(parts.map((z, i) => [`p${i}`, z])), { parts: parts.length, heads: h }) as tf.Tensor;
+}
+
+tf.registerGradient({
+  kernelName: SPLIT_HEADS,
+  // (A part the loss does not reach arrives as zeros: tfjs fills them in.)
+  gradFunc: (dy) => ({ x: () => fastMergeHeads(Array.isArray(dy) ? dy : [dy]) }),
+});
+
+tf.registerGradient({
+  kernelName: MERGE_HEADS,
+  // Each part's gradient in a tidy of its own (the tape's): a split per part wanted. Only a
+  // second-order gradient differentiates a merge of several parts.
+  gradFunc: (dy, _saved, attrs) => {
+    const [parts, heads] = [attrs['parts'] as number, attrs['heads'] as number];
+    return Object.fromEntries(Array.from({ length: parts }, (_, i) => [`p${i}`, () => fastSplitHeads(dy as tf.Tensor, heads, parts)[i]!]));
+  },
+});

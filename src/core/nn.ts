@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from './errors.js';
-import { fastConv2d, fastDepthwiseConv2d, fastGelu, fastLayerNorm, fastStridedConv2d, stockGradients } from './kernels.js';
+import { fastConv2d, fastDepthwiseConv2d, fastGelu, fastLayerNorm, fastMergeHeads, fastSplitHeads, fastStridedConv2d, stockGradients } from './kernels.js';
 import {
   ANY_LEADING,
   checkArgs,
@@ -245,12 +245,12 @@ export function splitHeads<B extends Dim, T extends Dim, D extends Dim, const H 
   heads: H & HeadsCheck<D, H>,
 ): Tensor<[B, H, T, Divide<D, H>]> {
   checkArgs('splitHeads', [['x', x, ['B', 'T', 'D']]]);
-  const [b, t, d] = x.shape as [number, number, number];
+  const d = x.shape[2] as number;
   const h = heads as number;
   if (!Number.isInteger(h) || h < 1 || d % h !== 0) {
     throw new ShapeError(`splitHeads: argument heads: ${h} heads do not divide width D=${d}`);
   }
-  return typed(tf.transpose(tf.reshape(x, [b, t, h, d / h]), [0, 2, 1, 3]));
+  return typed(fastSplitHeads(x, h, 1)[0]!);
 }
 
 /**
@@ -263,8 +263,7 @@ export function splitHeads<B extends Dim, T extends Dim, D extends Dim, const H 
  */
 export function mergeHeads<B extends Dim, H extends Dim, T extends Dim, E extends Dim>(x: Tensor<readonly [B, H, T, E]>): Tensor<[B, T, number]> {
   checkArgs('mergeHeads', [['x', x, ['B', 'H', 'T', 'E']]]);
-  const [b, h, t, e] = x.shape as [number, number, number, number];
-  return typed(tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * e]));
+  return typed(fastMergeHeads([x]));
 }
 
 /**
