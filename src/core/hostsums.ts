@@ -234,6 +234,86 @@ const copyBody = [
   END,
 ];
 const COPY_MODULE = moduleOf('copy3', Array(13).fill(I32), [1, 10, I32, ...copyBody]);
+
+// --- Layer norm over rows of d entries (d a multiple of 4), SIMD, two
+// functions in one module. `lnf(x, gamma, beta, y, xhat, rstd, rows, dBytes, invD, eps)`:
+// per row, μ = Σx·invD, σ² = Σ(x − μ)²·invD (each sum four lanes, then the
+// lanes in order), r = 1/√(σ² + eps), x̂ = (x − μ)·r, y = x̂·γ + β; writes
+// y, x̂ and r. `lnb(dy, gamma, xhat, rstd, dx, dgamma, dbeta, rows, dBytes, invD)`:
+// per row, g = dy·γ, m₁ = Σg·invD, m₂ = Σg·x̂·invD, dx = r·((g − m₁) − x̂·m₂),
+// and dγ += dy·x̂, dβ += dy (row after row, into the caller's zeros).
+const [F32_SQRT, F32_DIV] = [0x91, 0x95];
+const F32X4_SUB = [0xe5, 0x01];
+const EXTRACT = 0x1f;
+const vload = (addr: number[]) => [...addr, SIMD, V128_LOAD, 2, 0];
+/** The four lanes of a v128 local, added in lane order, as an f32 on the stack. */
+const lanesSum = (v: number) => [GET, v, SIMD, EXTRACT, 0, GET, v, SIMD, EXTRACT, 1, F32_ADD, GET, v, SIMD, EXTRACT, 2, F32_ADD, GET, v, SIMD, EXTRACT, 3, F32_ADD];
+const zero4 = [SIMD, V128_CONST, ...Array(16).fill(0)];
+const vadd = [SIMD, ...F32X4_ADD];
+const vsub = [SIMD, ...F32X4_SUB];
+const vmul = simd(F32X4_MUL);
+const splat = simd(F32X4_SPLAT);
+// lnf: parameters 0 x, 1 gamma, 2 beta, 3 y, 4 xhat, 5 rstd, 6 rows, 7 dBytes, 8 invD, 9 eps;
+// locals: 10 r, 11 i, 12 row offset (bytes), 13 acc, 14 μ splatted, 15 r splatted, 16 x̂ lanes, 17 the row's r (f32).
+const [FX, FG, FB, FY, FH, FR, FROWS, FD, FINV, FEPS, FRI, FI, FO, FACC, FMU, FRS, FXH, FRV] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17];
+const rowLoop = (rowsP: number, ri: number, off: number, dP: number, body: number[]) =>
+  loop([GET, ri, GET, rowsP, GE_S], [...body, ...step(off, [GET, dP]), ...step(ri, int(1))]);
+const colLoop = (i: number, dP: number, body: number[]) => [...int(0), SET, i, ...loop([GET, i, GET, dP, GE_S], [...body, ...step(i, int(16))])];
+const at2 = (base: number, off: number, i: number) => [GET, base, GET, off, I32_ADD, GET, i, I32_ADD];
+const lnfBody = [
+  ...rowLoop(FROWS, FRI, FO, FD, [
+    ...zero4, SET, FACC,
+    ...colLoop(FI, FD, [GET, FACC, ...vload(at2(FX, FO, FI)), ...vadd, SET, FACC]),
+    ...lanesSum(FACC), GET, FINV, F32_MUL, ...splat, SET, FMU,
+    ...zero4, SET, FACC,
+    ...colLoop(FI, FD, [...vload(at2(FX, FO, FI)), GET, FMU, ...vsub, SET, FXH, GET, FACC, GET, FXH, GET, FXH, ...vmul, ...vadd, SET, FACC]),
+    F32_CONST, 0, 0, 0x80, 0x3f, ...lanesSum(FACC), GET, FINV, F32_MUL, GET, FEPS, F32_ADD, F32_SQRT, F32_DIV, SET, FRV,
+    GET, FR, GET, FRI, ...int(2), 0x74, I32_ADD, GET, FRV, F32_STORE, 2, 0,
+    GET, FRV, ...splat, SET, FRS,
+    ...colLoop(FI, FD, [
+      ...vload(at2(FX, FO, FI)), GET, FMU, ...vsub, GET, FRS, ...vmul, SET, FXH,
+      ...at2(FH, FO, FI), GET, FXH, SIMD, V128_STORE, 2, 0,
+      ...at2(FY, FO, FI), GET, FXH, ...vload([GET, FG, GET, FI, I32_ADD]), ...vmul, ...vload([GET, FB, GET, FI, I32_ADD]), ...vadd, SIMD, V128_STORE, 2, 0,
+    ]),
+  ]),
+  END,
+];
+// lnb: parameters 0 dy, 1 gamma, 2 xhat, 3 rstd, 4 dx, 5 dgamma, 6 dbeta, 7 rows, 8 dBytes, 9 invD;
+// locals: 10 r, 11 i, 12 row offset, 13 Σg lanes, 14 Σg·x̂ lanes, 15 dy lanes, 16 g lanes, 17 x̂ lanes, 18 m₁ splatted, 19 m₂ splatted, 20 r splatted.
+const [BDY, BG, BH, BRST, BDX, BDG, BDB, BROWS, BD, BINV, BRI, BII, BO, BA1, BA2, BV, BGV, BXV, BM1, BM2, BRS] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+const lnbBody = [
+  ...rowLoop(BROWS, BRI, BO, BD, [
+    ...zero4, SET, BA1, ...zero4, SET, BA2,
+    ...colLoop(BII, BD, [
+      ...vload(at2(BDY, BO, BII)), SET, BV,
+      ...vload(at2(BH, BO, BII)), SET, BXV,
+      GET, BV, ...vload([GET, BG, GET, BII, I32_ADD]), ...vmul, SET, BGV,
+      GET, BA1, GET, BGV, ...vadd, SET, BA1,
+      GET, BA2, GET, BGV, GET, BXV, ...vmul, ...vadd, SET, BA2,
+      GET, BDG, GET, BII, I32_ADD, ...vload([GET, BDG, GET, BII, I32_ADD]), GET, BV, GET, BXV, ...vmul, ...vadd, SIMD, V128_STORE, 2, 0,
+      GET, BDB, GET, BII, I32_ADD, ...vload([GET, BDB, GET, BII, I32_ADD]), GET, BV, ...vadd, SIMD, V128_STORE, 2, 0,
+    ]),
+    ...lanesSum(BA1), GET, BINV, F32_MUL, ...splat, SET, BM1,
+    ...lanesSum(BA2), GET, BINV, F32_MUL, ...splat, SET, BM2,
+    GET, BRST, GET, BRI, ...int(2), 0x74, I32_ADD, F32_LOAD, 2, 0, ...splat, SET, BRS,
+    ...colLoop(BII, BD, [
+      ...at2(BDX, BO, BII),
+      GET, BRS,
+      ...vload(at2(BDY, BO, BII)), ...vload([GET, BG, GET, BII, I32_ADD]), ...vmul, GET, BM1, ...vsub,
+      ...vload(at2(BH, BO, BII)), GET, BM2, ...vmul, ...vsub,
+      ...vmul, SIMD, V128_STORE, 2, 0,
+    ]),
+  ]),
+  END,
+];
+const LN_MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [2, 0x60, 10, ...Array(8).fill(I32), F32, F32, 0, 0x60, 10, ...Array(9).fill(I32), F32, 0]),
+  ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]),
+  ...section(3, [2, 0, 1]),
+  ...section(7, [2, ...name('lnf'), 0x00, 0, ...name('lnb'), 0x00, 1]),
+  ...section(10, [2, ...((c: number[]) => [...uleb(c.length), ...c])([3, 3, I32, 4, V128, 1, F32, ...lnfBody]), ...((c: number[]) => [...uleb(c.length), ...c])([2, 3, I32, 8, V128, ...lnbBody])]),
+]);
 // ---
 
 type Sums = (a: number, g: number, rows: number, cols: number, countBytes: number, rowsInBlocks: number, origins: number, strideG: number, out: number) => void;
@@ -515,5 +595,61 @@ export function copyRunsInto(src: tf.TensorInfo, from: number, dst: tf.TensorInf
   const [so, dO] = [src, dst].map((t) => (copy ? be.dataIdMap.get(t.dataId)?.memoryOffset : undefined));
   if (!copy || so === undefined || dO === undefined) return false;
   copy(so + 4 * from, dO + 4 * to, ...n, 4 * s[0], 4 * s[1], 4 * s[2], 4 * d[0], 4 * d[1], 4 * d[2], 16 * Math.floor(run / 4), 4 * run);
+  return true;
+}
+
+type Lnf = (x: number, gamma: number, beta: number, y: number, xhat: number, rstd: number, rows: number, dBytes: number, invD: number, eps: number) => void;
+type Lnb = (dy: number, gamma: number, xhat: number, rstd: number, dx: number, dgamma: number, dbeta: number, rows: number, dBytes: number, invD: number) => void;
+const lns = new WeakMap<object, { lnf: Lnf; lnb: Lnb } | null>();
+
+/** The layer-norm functions on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
+function lnOn(backend: tf.KernelBackend): { lnf: Lnf; lnb: Lnb } | null {
+  let f = lns.get(backend);
+  if (f === undefined) {
+    // Both from one instance: linked() caches one export per module, so the pair is cached here.
+    const lnf = linked(new WeakMap(), LN_MODULE, 'lnf', backend) as Lnf | null;
+    const lnb = lnf ? (linked(new WeakMap(), LN_MODULE, 'lnb', backend) as Lnb | null) : null;
+    f = lnf && lnb ? { lnf, lnb } : null;
+    lns.set(backend, f);
+  }
+  return f;
+}
+
+/** Whether {@link layerNormInto} and {@link layerNormGradInto} run on `backend` (wasm with SIMD, whose heap they reach). */
+export function layerNormRunsOn(backend: tf.KernelBackend = tf.backend()): boolean {
+  return lnOn(backend) !== null;
+}
+
+const offsets = (backend: tf.KernelBackend, ts: readonly tf.TensorInfo[]) => ts.map((t) => (backend as unknown as WasmBackend).dataIdMap.get(t.dataId)?.memoryOffset);
+
+/**
+ * Layer norm of float32 `x` `[rows, d]` (d a multiple of 4) over its rows,
+ * into `y`, `xhat` (same shape) and `rstd` `[rows]`, in WebAssembly SIMD on
+ * wasm's heap (see LN_MODULE for the order of each sum). Returns false
+ * (and writes nothing) where that cannot run.
+ */
+export function layerNormInto(t: { readonly x: tf.TensorInfo; readonly gamma: tf.TensorInfo; readonly beta: tf.TensorInfo; readonly y: tf.TensorInfo; readonly xhat: tf.TensorInfo; readonly rstd: tf.TensorInfo }, eps: number, backend: tf.KernelBackend = tf.backend()): boolean {
+  const ln = lnOn(backend);
+  const o = ln ? offsets(backend, [t.x, t.gamma, t.beta, t.y, t.xhat, t.rstd]) : [];
+  if (!ln || o.some((x) => x === undefined)) return false;
+  const d = t.gamma.shape[0]!;
+  const rows = t.rstd.shape.reduce((a, b) => a * b, 1);
+  ln.lnf(...(o as [number, number, number, number, number, number]), rows, 4 * d, Math.fround(1 / d), Math.fround(eps));
+  return true;
+}
+
+/**
+ * Layer norm's gradients from `dy`, `gamma`, and the forward pass's `xhat`
+ * and `rstd`: `dx` (as `dy`), and `dgamma`, `dbeta` `[d]`, which must hold
+ * zeros (the rows are added into them, row after row), in WebAssembly SIMD
+ * on wasm's heap. Returns false (and writes nothing) where that cannot run.
+ */
+export function layerNormGradInto(t: { readonly dy: tf.TensorInfo; readonly gamma: tf.TensorInfo; readonly xhat: tf.TensorInfo; readonly rstd: tf.TensorInfo; readonly dx: tf.TensorInfo; readonly dgamma: tf.TensorInfo; readonly dbeta: tf.TensorInfo }, backend: tf.KernelBackend = tf.backend()): boolean {
+  const ln = lnOn(backend);
+  const o = ln ? offsets(backend, [t.dy, t.gamma, t.xhat, t.rstd, t.dx, t.dgamma, t.dbeta]) : [];
+  if (!ln || o.some((x) => x === undefined)) return false;
+  const d = t.gamma.shape[0]!;
+  const rows = t.rstd.shape.reduce((a, b) => a * b, 1);
+  ln.lnb(...(o as [number, number, number, number, number, number, number]), rows, 4 * d, Math.fround(1 / d));
   return true;
 }
