@@ -298,8 +298,9 @@ test("on wasm, layerNorm's SIMD kernels give the ops' values and gradients to fl
       expect(tf.memory().numTensors).toBe(before);
       const rows = n / d;
       for (let o = 0; o < 4; o++) {
-        // dγ and dβ sum over the rows: their rounding grows with them.
-        const tol = 2e-5 * (o >= 2 ? rows : d);
+        // dγ and dβ sum over the rows: their rounding grows with them (and at least 16 terms' worth:
+        // at the smallest widths and scales the variance cancels and a few ulps of 1/σ show).
+        const tol = 2e-5 * Math.max(16, o >= 2 ? rows : d);
         for (let i = 0; i < ours[o]!.length; i++) expect(Math.abs(ours[o]![i]! - theirs[o]![i]!)).toBeLessThanOrEqual(tol * (1 + Math.abs(theirs[o]![i]!)));
       }
       tf.dispose([x, gamma, beta, dy]);

@@ -334,7 +334,6 @@ interface WasmBackend {
   wasm: { asm?: { memory?: Memory }; _malloc(bytes: number): number; _free(ptr: number): void };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
 }
-const instances = new WeakMap<object, Sums | null>();
 
 /** Whether {@link entrySums} runs in WebAssembly on `backend` (tfjs's wasm backend, whose heap it reaches). */
 export function sumsInWasm(backend: tf.KernelBackend = tf.backend()): boolean {
@@ -343,30 +342,34 @@ export function sumsInWasm(backend: tf.KernelBackend = tf.backend()): boolean {
 
 /** The sums function on `backend`'s heap, or null where that heap cannot be reached (cpu, or another wasm build). */
 function sumsOn(backend: tf.KernelBackend): Sums | null {
-  return linked(instances, MODULE, 'sums', backend);
+  return linked(MODULE, 'sums', backend);
 }
 
 /**
- * `name` from `bytes` linked to `backend`'s heap, once per backend, or null
+ * `name` from `bytes` linked to `backend`'s heap (one instance per module and backend), or null
  * where it cannot link: a shared heap (the threaded build, on a
  * cross-origin-isolated page) does not match the import, an engine without
  * SIMD rejects the SIMD modules, cpu has no heap. Callers fall back.
  */
-function linked<F>(cache: WeakMap<object, F | null>, bytes: Uint8Array, name: string, backend: tf.KernelBackend): F | null {
-  let f = cache.get(backend);
-  if (f === undefined) {
+function linked<F>(bytes: Uint8Array, name: string, backend: tf.KernelBackend): F | null {
+  let perBackend = instancesOf.get(bytes);
+  if (!perBackend) instancesOf.set(bytes, (perBackend = new WeakMap()));
+  let exports = perBackend.get(backend);
+  if (exports === undefined) {
     const memory = (backend as unknown as Partial<WasmBackend>).wasm?.asm?.memory;
-    f = null;
+    exports = null;
     try {
       const wa = WebAssemblyApi;
-      if (wa && memory instanceof wa.Memory) f = new wa.Instance(new wa.Module(bytes), { env: { memory } }).exports[name] as F;
+      if (wa && memory instanceof wa.Memory) exports = new wa.Instance(new wa.Module(bytes), { env: { memory } }).exports;
     } catch {
       // Not linkable here: null, and the caller's fallback.
     }
-    cache.set(backend, f);
+    perBackend.set(backend, exports);
   }
-  return f;
+  return exports ? ((exports[name] as F | undefined) ?? null) : null;
 }
+/** Each module's instance (its exports) per backend, or null where it cannot link: one instance per module and backend. */
+const instancesOf = new Map<Uint8Array, WeakMap<object, Record<string, unknown> | null>>();
 
 /**
  * Σ over rows r of a[origins[r] + rows[q]]·g[r·n + cols[q]] for each entry
@@ -455,11 +458,10 @@ export function hostView(t: tf.TensorInfo, backend: tf.KernelBackend = tf.backen
 }
 
 type Colsum = (x: number, out: number, end: number, stride: number, groups: number) => void;
-const colsums = new WeakMap<object, Colsum | null>();
 
 /** The column-sum function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function colsumOn(backend: tf.KernelBackend): Colsum | null {
-  return linked(colsums, COLSUM_MODULE, 'colsum', backend);
+  return linked(COLSUM_MODULE, 'colsum', backend);
 }
 
 /** Whether {@link columnSumsInto} runs on `backend` (tfjs's wasm backend with SIMD, whose heap it reaches). */
@@ -503,11 +505,10 @@ export function columnSumsInto(x: tf.TensorInfo, out: Float32Array, backend: tf.
 }
 
 type Adam = (g: number, m: number, v: number, u: number, m2: number, v2: number, bytes: number, b1: number, r1: number, b2: number, r2: number, c1: number, c2: number, eps: number) => void;
-const adams = new WeakMap<object, Adam | null>();
 
 /** The Adam function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function adamOn(backend: tf.KernelBackend): Adam | null {
-  return linked(adams, ADAM_MODULE, 'adam', backend);
+  return linked(ADAM_MODULE, 'adam', backend);
 }
 
 /** Whether {@link adamInWasm} runs on `backend`. */
@@ -536,11 +537,10 @@ export function adamInWasm(t: { readonly g: tf.TensorInfo; readonly m: tf.Tensor
 }
 
 type Bmm = (a: number, b: number, c: number, batch: number, m: number, k: number, groupBytes: number, rowBytes: number, aBatch: number, aRow: number, aCol: number, bBatch: number, bRow: number) => void;
-const bmms = new WeakMap<object, Bmm | null>();
 
 /** The batched-matmul function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function bmmOn(backend: tf.KernelBackend): Bmm | null {
-  return linked(bmms, BMM_MODULE, 'bmm', backend);
+  return linked(BMM_MODULE, 'bmm', backend);
 }
 
 /** Whether {@link batchMatMulInto} runs on `backend`. */
@@ -570,11 +570,10 @@ export function batchMatMulInto(a: tf.TensorInfo, b: tf.TensorInfo, out: tf.Tens
 }
 
 type Copy3 = (src: number, dst: number, n1: number, n2: number, n3: number, s1: number, s2: number, s3: number, d1: number, d2: number, d3: number, groupBytes: number, runBytes: number) => void;
-const copies = new WeakMap<object, Copy3 | null>();
 
 /** The run-copying function on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
 function copyOn(backend: tf.KernelBackend): Copy3 | null {
-  return linked(copies, COPY_MODULE, 'copy3', backend);
+  return linked(COPY_MODULE, 'copy3', backend);
 }
 
 /** Whether {@link copyRunsInto} runs on `backend`. */
@@ -600,19 +599,11 @@ export function copyRunsInto(src: tf.TensorInfo, from: number, dst: tf.TensorInf
 
 type Lnf = (x: number, gamma: number, beta: number, y: number, xhat: number, rstd: number, rows: number, dBytes: number, invD: number, eps: number) => void;
 type Lnb = (dy: number, gamma: number, xhat: number, rstd: number, dx: number, dgamma: number, dbeta: number, rows: number, dBytes: number, invD: number) => void;
-const lns = new WeakMap<object, { lnf: Lnf; lnb: Lnb } | null>();
-
-/** The layer-norm functions on `backend`'s heap, or null (cpu, a shared heap, no SIMD). */
+/** The layer-norm functions on `backend`'s heap, both from the module's one instance, or null (cpu, a shared heap, no SIMD). */
 function lnOn(backend: tf.KernelBackend): { lnf: Lnf; lnb: Lnb } | null {
-  let f = lns.get(backend);
-  if (f === undefined) {
-    // Both from one instance: linked() caches one export per module, so the pair is cached here.
-    const lnf = linked(new WeakMap(), LN_MODULE, 'lnf', backend) as Lnf | null;
-    const lnb = lnf ? (linked(new WeakMap(), LN_MODULE, 'lnb', backend) as Lnb | null) : null;
-    f = lnf && lnb ? { lnf, lnb } : null;
-    lns.set(backend, f);
-  }
-  return f;
+  const lnf = linked<Lnf>(LN_MODULE, 'lnf', backend);
+  const lnb = linked<Lnb>(LN_MODULE, 'lnb', backend);
+  return lnf && lnb ? { lnf, lnb } : null;
 }
 
 /** Whether {@link layerNormInto} and {@link layerNormGradInto} run on `backend` (wasm with SIMD, whose heap they reach). */
